@@ -1,0 +1,265 @@
+"""Input validation shared by the public API.
+
+Every public function validates its inputs once, here, and raises an error
+whose message says what was expected and what was received.  Inner helpers
+trust their inputs.
+"""
+from __future__ import annotations
+
+import difflib
+import numbers
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "NoisylabInputError",
+    "check_random_state",
+    "check_labels",
+    "check_pred_probs",
+    "check_labels_and_pred_probs",
+    "check_option",
+    "check_fraction",
+]
+
+#: Rows of ``pred_probs`` whose sum is off by more than float rounding but by at
+#: most this absolute error are renormalised (with a warning); beyond it they are
+#: rejected.
+ROW_SUM_RENORMALIZE_TOL = 1e-2
+
+
+class NoisylabInputError(ValueError):
+    """Raised for invalid user input (a ``ValueError`` subclass)."""
+
+
+def check_random_state(random_state) -> np.random.Generator:
+    """Turn ``random_state`` into a :class:`numpy.random.Generator`.
+
+    Parameters
+    ----------
+    random_state : None, int, numpy.random.Generator or numpy.random.SeedSequence
+        ``None`` draws fresh OS entropy (never numpy's global RNG); an int
+        seeds a new PCG64 generator; a Generator is used as is.
+    """
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+            if random_state < 0:
+                raise NoisylabInputError(
+                    f"random_state must be a non-negative int, a numpy Generator or None; got {random_state}."
+                )
+            return np.random.default_rng(int(random_state))
+        if isinstance(random_state, bool):
+            raise NoisylabInputError(f"random_state must be an int, a numpy Generator or None; got {random_state!r}.")
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    raise NoisylabInputError(
+        "random_state must be None, an int, a numpy.random.Generator or a SeedSequence; "
+        f"got {type(random_state).__name__}."
+    )
+
+
+def check_option(name: str, value, options: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``options``; suggest the closest name if not."""
+    if isinstance(value, str) and value in options:
+        return value
+    msg = f"Unknown {name} {value!r}. Expected one of: {', '.join(repr(o) for o in options)}."
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, list(options), n=1, cutoff=0.5)
+        if close:
+            msg += f" Did you mean {close[0]!r}?"
+    raise NoisylabInputError(msg)
+
+
+def check_fraction(name: str, value, *, low: float = 0.0, high: float = 1.0,
+                   low_inclusive: bool = True, high_inclusive: bool = True) -> float:
+    """Check that ``value`` is a real number in the given interval."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise NoisylabInputError(f"{name} must be a real number in [{low}, {high}]; got {value!r}.")
+    ok_low = value >= low if low_inclusive else value > low
+    ok_high = value <= high if high_inclusive else value < high
+    if not (ok_low and ok_high):
+        lb = "[" if low_inclusive else "("
+        hb = "]" if high_inclusive else ")"
+        raise NoisylabInputError(f"{name} must be in {lb}{low}, {high}{hb}; got {value!r}.")
+    return float(value)
+
+
+def check_labels(labels, *, name: str = "labels", n_classes: int | None = None,
+                 allow_empty: bool = False) -> np.ndarray:
+    """Validate integer class labels and return them as a 1-D integer array.
+
+    Accepts any 1-D array-like of integers (or of floats holding whole
+    numbers).  Rejects strings (use :func:`noisylab.encode_labels`), booleans,
+    non-integral floats, NaN, negative values and, when ``n_classes`` is
+    given, values ``>= n_classes``.
+    """
+    if isinstance(labels, (str, bytes)):
+        raise NoisylabInputError(f"{name} must be a 1-D array of integer class indices; got a string.")
+    arr = np.asarray(labels)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.int64)
+        except (TypeError, ValueError):
+            raise NoisylabInputError(
+                f"{name} must be integer class indices 0..K-1; got objects such as {arr.flat[0]!r}. "
+                "Encode class names first with noisylab.encode_labels()."
+            ) from None
+    if arr.ndim != 1:
+        raise NoisylabInputError(f"{name} must be 1-D with shape (n,); got shape {arr.shape}.")
+    if arr.size == 0 and not allow_empty:
+        raise NoisylabInputError(f"{name} is empty; expected at least one example.")
+    if arr.dtype.kind in "USa":
+        raise NoisylabInputError(
+            f"{name} must be integer class indices 0..K-1; got strings such as {arr[0]!r}. "
+            "Encode class names first with noisylab.encode_labels()."
+        )
+    if arr.dtype.kind == "b":
+        raise NoisylabInputError(
+            f"{name} must be integer class indices 0..K-1; got a boolean array "
+            "(cast it with .astype(int) if True/False really are classes 1/0)."
+        )
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise NoisylabInputError(f"{name} contains NaN or infinite values.")
+        as_int = arr.astype(np.int64)
+        if np.any(as_int != arr):
+            bad = arr[as_int != arr][0]
+            raise NoisylabInputError(f"{name} must be whole numbers (class indices); got {bad!r}.")
+        arr = as_int
+    elif arr.dtype.kind not in "iu":
+        raise NoisylabInputError(f"{name} must be integer class indices; got dtype {arr.dtype}.")
+    if arr.size:
+        lo = arr.min()
+        if lo < 0:
+            raise NoisylabInputError(f"{name} must be class indices >= 0; got {lo} at index {int(np.argmin(arr))}.")
+        if n_classes is not None:
+            hi = arr.max()
+            if hi >= n_classes:
+                raise NoisylabInputError(
+                    f"{name} has class index {hi} (at index {int(np.argmax(arr))}) but there are only "
+                    f"{n_classes} classes (pred_probs has {n_classes} columns, indices 0..{n_classes - 1})."
+                )
+    return arr
+
+
+def _check_finite_nonneg(P: np.ndarray, name: str, chunk_rows: int) -> None:
+    n = P.shape[0]
+    for start in range(0, n, chunk_rows):
+        block = P[start:start + chunk_rows]
+        finite = np.isfinite(block)
+        if not finite.all():
+            r, c = np.argwhere(~finite)[0]
+            raise NoisylabInputError(
+                f"{name} must be finite probabilities; got {block[r, c]} at row {start + r}, column {c}."
+            )
+        bmin = block.min()
+        if bmin < 0:
+            r, c = np.argwhere(block < 0)[0]
+            raise NoisylabInputError(
+                f"{name} must be probabilities in [0, 1]; got a negative value {block[r, c]} at row {start + r}, "
+                f"column {c}."
+            )
+
+
+def _row_sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
+    """Largest |row sum - 1| accepted silently, as rounding of stored probabilities.
+
+    ``max(1e-5, K * eps(dtype))``: for float16 with K=10 this is ~1e-2 (the
+    CL paper's CIFAR-10 files, stored in float16, deviate by up to 4.4e-3),
+    for float32/float64 it is 1e-5 unless K is huge.
+    """
+    return max(1e-5, n_classes * float(np.finfo(dtype).eps))
+
+
+def _renormalize_tolerance(dtype: np.dtype, n_classes: int) -> float:
+    """Rows off by more than the rounding tolerance but at most this are renormalised."""
+    return max(ROW_SUM_RENORMALIZE_TOL, 2 * _row_sum_tolerance(dtype, n_classes))
+
+
+def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 1 << 16) -> np.ndarray:
+    """Validate an ``(n, K)`` matrix of predicted probabilities.
+
+    The array's float dtype is kept (float16/32/64; other dtypes are
+    converted to float64).  NaN, infinities and negative values are
+    rejected.  Rows whose sum differs from 1 by more than float rounding of
+    the dtype but by at most :data:`ROW_SUM_RENORMALIZE_TOL` are renormalised
+    with a warning (in a copy); larger deviations are rejected.  See
+    :func:`_row_sum_tolerance` for what counts as rounding.
+    """
+    if isinstance(pred_probs, np.ndarray):
+        P = pred_probs
+    else:
+        try:
+            P = np.asarray(pred_probs)
+        except Exception as exc:  # pragma: no cover - exotic inputs
+            raise NoisylabInputError(f"{name} must be a 2-D array of shape (n, K); could not convert: {exc}") from None
+    if P.dtype == object or P.dtype.kind in "USab":
+        raise NoisylabInputError(f"{name} must be a numeric 2-D array of shape (n, K); got dtype {P.dtype}.")
+    if P.ndim != 2:
+        raise NoisylabInputError(f"{name} must be 2-D with shape (n_examples, n_classes); got shape {P.shape}.")
+    if P.shape[0] == 0:
+        raise NoisylabInputError(f"{name} is empty; expected at least one example (got shape {P.shape}).")
+    if P.shape[1] < 2:
+        raise NoisylabInputError(
+            f"{name} must have at least 2 columns (one per class); got shape {P.shape}."
+        )
+    if P.dtype not in (np.float16, np.float32, np.float64):
+        P = P.astype(np.float64)
+    _check_finite_nonneg(P, name, chunk_rows)
+    n, K = P.shape
+    tol = _row_sum_tolerance(P.dtype, K)
+    worst = 0.0
+    worst_row = 0
+    for start in range(0, n, chunk_rows):
+        s = np.add.reduce(P[start:start + chunk_rows], axis=1, dtype=np.float64)
+        dev = np.abs(s - 1.0)
+        i = int(np.argmax(dev))
+        if dev[i] > worst:
+            worst, worst_row = float(dev[i]), start + i
+    if worst > tol:
+        row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
+        rtol = _renormalize_tolerance(P.dtype, K)
+        if worst > rtol:
+            raise NoisylabInputError(
+                f"Each row of {name} must sum to 1; row {worst_row} sums to {row_sum:.6g} "
+                f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
+                "Pass probabilities (e.g. a softmax), not logits or scores."
+            )
+        warnings.warn(
+            f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
+            "renormalising them.", UserWarning, stacklevel=3,
+        )
+        P = (P / np.add.reduce(P, axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
+    return P
+
+
+def check_labels_and_pred_probs(labels, pred_probs, *, require_two_classes: bool = True):
+    """Validate ``labels`` (n,) against ``pred_probs`` (n, K); return both as arrays."""
+    P = check_pred_probs(pred_probs)
+    y = check_labels(labels, n_classes=P.shape[1])
+    if y.shape[0] != P.shape[0]:
+        raise NoisylabInputError(
+            f"labels and pred_probs must have the same number of examples; got {y.shape[0]} labels and "
+            f"{P.shape[0]} rows of pred_probs."
+        )
+    if require_two_classes:
+        first = y[0]
+        if np.all(y == first):
+            raise NoisylabInputError(
+                f"labels contain only one class ({first}); finding label issues needs at least 2 classes "
+                "present in the labels."
+            )
+    return y, P
+
+
+def as_list_of_ints(name: str, values: Iterable, length: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != length:
+        raise NoisylabInputError(f"{name} must have one entry per class ({length}); got shape {arr.shape}.")
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu" or (arr.size and arr.min() < 0):
+        raise NoisylabInputError(f"{name} must be non-negative integers; got {list(values)!r}.")
+    return arr.astype(np.int64)

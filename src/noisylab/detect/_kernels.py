@@ -1,0 +1,148 @@
+"""Low-level kernels shared by the confident-learning code.
+
+All kernels work on row chunks of ``pred_probs`` so that no temporary array
+larger than ``chunk_rows x K`` is ever created, keep the input dtype (no
+upcast of the whole array) and contain no Python loop over examples.  Inputs
+are trusted: callers validate them first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Number of rows processed at once; bounds every temporary to CHUNK_ROWS x K.
+CHUNK_ROWS = 1 << 15
+
+
+def iter_chunks(n: int, chunk_rows: int = CHUNK_ROWS):
+    for start in range(0, n, chunk_rows):
+        yield start, min(start + chunk_rows, n)
+
+
+def compact_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Return ``y`` in the narrowest unsigned dtype (radix sorts are O(n))."""
+    if n_classes <= np.iinfo(np.uint8).max:
+        return y.astype(np.uint8, copy=False)
+    if n_classes <= np.iinfo(np.uint16).max:
+        return y.astype(np.uint16, copy=False)
+    return y.astype(np.int64, copy=False)
+
+
+def group_by_label(y: np.ndarray, n_classes: int):
+    """Indices grouped by label, increasing within each class.
+
+    Returns ``order`` (n,) and ``bounds`` (K+1,) such that the rows labelled
+    ``k`` are ``order[bounds[k]:bounds[k+1]]`` in increasing index order.
+    """
+    order = np.argsort(compact_labels(y, n_classes), kind="stable")
+    counts = np.bincount(y, minlength=n_classes)
+    bounds = np.zeros(n_classes + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    return order, bounds
+
+
+def self_confidence(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``P[i, y_i]`` for every row, in ``P``'s dtype."""
+    return P[np.arange(P.shape[0]), y]
+
+
+def max_other(P: np.ndarray, y: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """``max_{j != y_i} P[i, j]`` for every row, in ``P``'s dtype."""
+    n = P.shape[0]
+    out = np.empty(n, dtype=P.dtype)
+    for a, b in iter_chunks(n, chunk_rows):
+        block = P[a:b].copy()
+        block[np.arange(b - a), y[a:b]] = -np.inf
+        np.max(block, axis=1, out=out[a:b])
+    return out
+
+
+def row_argmax(P: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    n = P.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for a, b in iter_chunks(n, chunk_rows):
+        out[a:b] = P[a:b].argmax(axis=1)
+    return out
+
+
+def argmax_disagrees_after_bump(P: np.ndarray, y: np.ndarray, idx: np.ndarray,
+                                chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """For rows ``idx``: does argmax differ from the label once ``P[i, y_i]`` gets +1e-6?
+
+    The bump is added in ``P``'s dtype (so it vanishes in float16 above about
+    0.002), and ``argmax`` returns the first maximum, exactly as the
+    post-filter of the CL reference implementation.
+    """
+    out = np.empty(idx.shape[0], dtype=bool)
+    for a, b in iter_chunks(idx.shape[0], chunk_rows):
+        rows = idx[a:b]
+        block = P[rows]
+        yy = y[rows]
+        r = np.arange(b - a)
+        block[r, yy] += 1e-6
+        out[a:b] = block.argmax(axis=1) != yy
+    return out
+
+
+def select_largest(values: np.ndarray, c: int) -> np.ndarray:
+    """Positions of the ``c`` largest values; ties at the cut-off go to the lowest positions.
+
+    Equivalent to ``np.argsort(-values, kind="stable")[:c]`` (as a set) but
+    O(n) with :func:`numpy.partition`.
+    """
+    n = values.shape[0]
+    if c <= 0:
+        return np.empty(0, dtype=np.int64)
+    if c >= n:
+        return np.arange(n)
+    v = np.partition(values, n - c)[n - c]
+    strict = np.flatnonzero(values > v)
+    need = c - strict.shape[0]
+    ties = np.flatnonzero(values == v)[:need]
+    return np.concatenate([strict, ties])
+
+
+def select_smallest(values: np.ndarray, c: int) -> np.ndarray:
+    """Positions of the ``c`` smallest values; ties at the cut-off go to the lowest positions."""
+    n = values.shape[0]
+    if c <= 0:
+        return np.empty(0, dtype=np.int64)
+    if c >= n:
+        return np.arange(n)
+    v = np.partition(values, c - 1)[c - 1]
+    strict = np.flatnonzero(values < v)
+    need = c - strict.shape[0]
+    ties = np.flatnonzero(values == v)[:need]
+    return np.concatenate([strict, ties])
+
+
+def round_preserving_sum(x: np.ndarray) -> np.ndarray:
+    """Round a float vector to integers whose total is ``round(sum(x))``.
+
+    Entries are first rounded half-to-even; the shortfall is then added to
+    the entries with the largest rounding loss (or removed from those with the
+    largest rounding gain).  Ties between equal rounding gaps are resolved by
+    numpy's default ``argsort`` on the gaps: this is deliberate, it is what
+    the reference implementation (cleanlab 2.9) does, so calibrated confident
+    joints agree count for count with it on the same platform.
+    """
+    floats = np.asarray(x, dtype=np.float64)
+    rounded = floats.round()
+    target = np.sum(floats).round()
+    while True:
+        total = np.sum(rounded).round()
+        if total == target:
+            break
+        diff = int(round(target - total))
+        gaps = floats - rounded
+        order = np.argsort(gaps)  # default kind on purpose (see docstring)
+        if diff > 0:
+            pick = order[::-1][:diff]
+            rounded[pick] += 1
+        else:
+            pick = order[:-diff]
+            rounded[pick] -= 1
+    return rounded.astype(np.int64)
+
+
+def round_preserving_row_totals(M: np.ndarray) -> np.ndarray:
+    return np.vstack([round_preserving_sum(row) for row in M])
