@@ -1,12 +1,16 @@
 """noisylab: learning with noisy labels.
 
 Synthesize label noise (:mod:`noisylab.noise`), find label errors
-(:mod:`noisylab.detect`), and score detectors against ground truth
-(:mod:`noisylab.metrics`).  Importing noisylab never imports torch.
+(:mod:`noisylab.detect`, re-exported here with cleanlab's names), score
+detectors against ground truth (:mod:`noisylab.metrics`), read inputs
+(:mod:`noisylab.io`).  Importing noisylab never imports torch.
 """
+from . import io, metrics, noise  # noqa: F401
+from ._validation import NoisylabInputError
 from .detect import *  # noqa: F401,F403
 from .detect import __all__ as _detect_all
+from .io import encode_labels
 
 __version__ = "0.1.0"
 
-__all__ = list(_detect_all) + ["__version__"]
+__all__ = list(_detect_all) + ["NoisylabInputError", "encode_labels", "io", "metrics", "noise", "__version__"]

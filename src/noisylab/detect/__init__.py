@@ -15,6 +15,7 @@ from .count import (
     get_confident_thresholds,
     num_label_issues,
 )
+from ._estimator import ConfidentLearning
 from .filter import FILTER_METHODS, find_label_issues, find_predicted_neq_given
 from .rank import (
     RANKING_METHODS,
@@ -26,6 +27,7 @@ from .rank import (
 )
 
 __all__ = [
+    "ConfidentLearning",
     "FILTER_METHODS",
     "RANKING_METHODS",
     "calibrate_confident_joint",

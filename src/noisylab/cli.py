@@ -1,0 +1,351 @@
+"""The ``noisylab`` command line: a thin layer over the Python API.
+
+Every subcommand builds the same objects as the API, validates its input once
+and exits with status 2 and a one-line message on bad input (no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from ._format import format_matrix, markdown_table
+from ._validation import NoisylabInputError, check_option
+
+EXIT_BAD_INPUT = 2
+
+
+def _examples(text: str) -> str:
+    return "examples:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .detect import FILTER_METHODS, RANKING_METHODS
+    from .noise import NOISE_KINDS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="noisylab", formatter_class=fmt,
+        description="Learning with noisy labels: synthesize label noise, find label errors, benchmark.",
+        epilog=_examples("""
+            noisylab demo
+            noisylab find-issues --labels labels.npy --pred-probs pred_probs.npy --out issues.csv
+            noisylab noise --labels labels.npy --kind symmetric --rate 0.2 --seed 0 --out noisy.npz
+            noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10
+        """))
+    p.add_argument("--version", action="version", version=f"noisylab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    fi = sub.add_parser(
+        "find-issues", formatter_class=fmt, help="find label errors with confident learning",
+        description="Find label errors from given labels and out-of-sample predicted probabilities "
+                    "(confident learning). Writes one row per example ordered by severity and prints a summary.",
+        epilog=_examples("""
+            noisylab find-issues --labels labels.npy --pred-probs pred_probs.npy --out issues.csv
+            noisylab find-issues --labels train_labels.json --pred-probs probs.npz --method both
+            noisylab find-issues --labels labels.csv --pred-probs probs.csv --classes cat,dog,fish
+
+            Labels: .npy, .npz, .csv (label or id,label columns), .json (list, or {path: label} as in
+            the CL paper); integers or class names (kept as given in the output). pred_probs: .npy
+            (memory-mapped), .npz or .csv, shape (n, K). Output columns: index, [id,] given_label,
+            suggested_label, label_quality (lower = more likely wrong), is_issue.
+        """))
+    fi.add_argument("--labels", required=True, help="file with the given labels")
+    fi.add_argument("--pred-probs", required=True, help="file with the (n, K) out-of-sample predicted probabilities")
+    fi.add_argument("--method", default="prune_by_noise_rate",
+                    help=f"filter: {', '.join(FILTER_METHODS)} (default: %(default)s)")
+    fi.add_argument("--rank-by", default="self_confidence",
+                    help=f"label-quality score: {', '.join(RANKING_METHODS)} (default: %(default)s)")
+    fi.add_argument("--classes", help="class names of the pred_probs columns, in order: comma list or a file "
+                                      "with one per line (default: sorted label names)")
+    fi.add_argument("--frac-noise", type=float, default=1.0, help="flag only this fraction of the estimated noise")
+    fi.add_argument("--min-examples-per-class", type=int, default=1,
+                    help="never prune a class below this many examples (default: %(default)s)")
+    fi.add_argument("--num-to-remove-per-class", help="comma list of K counts (pruning filters only)")
+    fi.add_argument("--out", help="CSV file for the per-example results (written atomically)")
+    fi.add_argument("--top", type=int, default=10, help="issues to print in the summary (default: %(default)s)")
+
+    nz = sub.add_parser(
+        "noise", formatter_class=fmt, help="synthesize label noise",
+        description="Add synthetic label noise to clean labels; writes the noisy labels and the flip mask.",
+        epilog=_examples("""
+            noisylab noise --labels labels.npy --kind symmetric --rate 0.4 --seed 1 --out noisy.npz
+            noisylab noise --labels labels.npy --kind pair --rate 0.45 --exact --out noisy.csv
+            noisylab noise --labels labels.npy --kind cifar10 --rate 0.4 --out noisy.npz
+            noisylab noise --labels labels.npy --kind class_map --map 7:1,3:8 --rate 0.3 --out noisy.npz
+            noisylab noise --labels labels.npy --kind matrix --matrix T.npy --out noisy.npz
+            noisylab noise --labels labels.npy --kind matrix --trace 8 --sparsity 0.4 --seed 0 --out noisy.npz
+
+            symmetric: flip to a different class w.p. rate; uniform: resample over all classes w.p. rate
+            (changes rate*(K-1)/K); pair: y -> y+1 mod K; cifar10: truck->automobile, bird->airplane,
+            cat<->dog, deer->horse; cifar100: next class in the superclass; matrix: P(noisy|true), columns
+            = true class, given (--matrix) or drawn from a trace and sparsity as in the CL paper.
+            Output: .npz (noisy_labels, true_labels, flip_mask, noise_matrix, transition_matrix),
+            .csv (index,true_label,noisy_label,flipped) or .json ({id: noisy label} for JSON input).
+        """))
+    nz.add_argument("--labels", required=True, help="file with the clean labels")
+    nz.add_argument("--kind", required=True, help=f"one of {', '.join(NOISE_KINDS)}")
+    nz.add_argument("--rate", type=float, help="noise rate (all kinds but matrix)")
+    nz.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    nz.add_argument("--exact", action="store_true",
+                    help="exact per-cell counts: the changed fraction equals the expected one within one example")
+    nz.add_argument("--n-classes", type=int, help="number of classes (default: from the labels)")
+    nz.add_argument("--map", help="class_map kind: comma list source:target, e.g. 7:1,3:8")
+    nz.add_argument("--matrix", help="matrix kind: .npy/.csv K x K noise matrix P(noisy|true)")
+    nz.add_argument("--trace", type=float, help="matrix kind without --matrix: trace of the random matrix")
+    nz.add_argument("--sparsity", type=float, default=0.0,
+                    help="matrix kind with --trace: fraction of zero off-diagonal noise rates")
+    nz.add_argument("--out", required=True, help="output file (.npz, .csv or .json), written atomically")
+
+    de = sub.add_parser(
+        "demo", formatter_class=fmt, help="run the end-to-end demo on scikit-learn's digits",
+        description="Synthesize noise on scikit-learn's digits, compute out-of-fold probabilities with a "
+                    "logistic regression, find the issues and score them against the known flips.",
+        epilog=_examples("""
+            noisylab demo
+            noisylab demo --noise-rate 0.4 --kind pair --method both --seed 3
+        """))
+    de.add_argument("--noise-rate", type=float, default=0.3, help="default: %(default)s")
+    de.add_argument("--kind", default="symmetric", help="noise kind (default: %(default)s)")
+    de.add_argument("--method", default="prune_by_noise_rate", help="filter (default: %(default)s)")
+    de.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
+    de.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+
+    be = sub.add_parser("bench", formatter_class=fmt, help="reproduce published benchmark figures",
+                        description="Benchmarks that reproduce published figures.",
+                        epilog=_examples("noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10"))
+    bsub = be.add_subparsers(dest="bench", metavar="BENCHMARK")
+    bc = bsub.add_parser(
+        "cl-cifar10", formatter_class=fmt, help="every CL filter on the CL paper's CIFAR-10 probabilities",
+        description="Precision / recall / F1 of every confident-learning filter on each sparsity*_noise*.npz "
+                    "file (the CL paper's cross-validated CIFAR-10 probabilities), as a markdown table.",
+        epilog=_examples("""
+            noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10
+            noisylab bench cl-cifar10 --data DIR --out cl_cifar10.md --dtype native
+        """))
+    bc.add_argument("--data", help="folder with sparsity*_noise*.npz (default: shared/data/cl-cifar10 nearby)")
+    bc.add_argument("--dtype", default="float32",
+                    help="compute dtype: float32 (default; the paper's precision), float64, or native (float16)")
+    bc.add_argument("--out", help="also write the table to this markdown file (atomically)")
+    return p
+
+
+def _parse_classes(spec):
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = [s.strip() for s in spec.split(",") if s.strip()]
+    if all(n.lstrip("-").isdigit() for n in names):
+        return np.asarray([int(n) for n in names])
+    return np.asarray(names)
+
+
+def _cmd_find_issues(args) -> int:
+    from .detect import FILTER_METHODS, RANKING_METHODS, ConfidentLearning
+    from .io import atomic_write, encode_labels, read_labels, read_pred_probs
+
+    method = check_option("method", args.method, FILTER_METHODS)
+    rank_by = check_option("rank-by", args.rank_by, RANKING_METHODS)
+    lab = read_labels(args.labels)
+    P = read_pred_probs(args.pred_probs)
+    if P.ndim == 2 and lab.values.ndim == 1 and lab.values.shape[0] != P.shape[0]:
+        raise NoisylabInputError(
+            f"{args.labels} has {lab.values.shape[0]} labels but {args.pred_probs} has {P.shape[0]} rows."
+        )
+    classes = _parse_classes(args.classes)
+    codes, names = encode_labels(lab.values, classes)
+    if names is not None and P.ndim == 2 and len(names) != P.shape[1]:
+        raise NoisylabInputError(
+            f"the labels name {len(names)} classes {list(names[:10])} but pred_probs has {P.shape[1]} columns; "
+            "pass --classes with the class of every column, in order."
+        )
+    ntr = None
+    if args.num_to_remove_per_class:
+        try:
+            ntr = [int(v) for v in args.num_to_remove_per_class.split(",")]
+        except ValueError:
+            raise NoisylabInputError("--num-to-remove-per-class must be a comma list of integers.") from None
+    cl = ConfidentLearning(filter_by=method, rank_by=rank_by, frac_noise=args.frac_noise,
+                           num_to_remove_per_class=ntr, min_examples_per_class=args.min_examples_per_class)
+    cl.fit(codes, P)
+    n, K = P.shape
+    display = names if names is not None else np.arange(K)
+
+    def show(idx):
+        return display[idx]
+
+    if args.out:
+        order = cl.severity_order()
+        given = lab.values[order]
+        suggested = show(cl.suggested_labels_[order])
+        quality = cl.label_quality_[order].astype(np.float64)
+        issue = cl.issue_mask_[order]
+        header = ["index"] + (["id"] if lab.ids is not None else []) + \
+                 ["given_label", "suggested_label", "label_quality", "is_issue"]
+        cols = [order] + ([lab.ids[order]] if lab.ids is not None else []) + \
+               [given, suggested, np.char.mod("%.6g", quality), np.where(issue, "True", "False")]
+        with atomic_write(args.out, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(zip(*(c.tolist() for c in cols)))
+
+    per_class = cl.issues_per_class()
+    label_counts = np.bincount(codes, minlength=K)
+    print(f"Examples: {n}, classes: {K}, method: {method}")
+    print(f"Label issues: {cl.n_issues_} ({cl.n_issues_ / n:.2%} of the examples)")
+    print(f"Estimated noise rate (1 - trace of the estimated joint): {cl.noise_rate_:.4f}")
+    print("\nEstimated noise matrix P(given | true), columns = true class:")
+    print(format_matrix(cl.noise_matrix_, [str(c) for c in display], row_title="given\\true"))
+    print("\nIssues per class (given label):")
+    rows = [[str(display[k]), int(label_counts[k]), int(per_class[k]),
+             f"{per_class[k] / label_counts[k]:.2%}" if label_counts[k] else "-"] for k in range(K)]
+    print(markdown_table(["class", "examples", "issues", "share"], rows))
+    top = cl.ranked_issues_[: max(args.top, 0)]
+    if top.size:
+        print(f"\nMost severe issues (top {top.size}):")
+        rows = [[int(i)] + ([lab.ids[i]] if lab.ids is not None else []) +
+                [lab.values[i], show(cl.suggested_labels_[i]), f"{float(cl.label_quality_[i]):.4f}"] for i in top]
+        print(markdown_table(["index"] + (["id"] if lab.ids is not None else []) +
+                             ["given", "suggested", "label_quality"], rows))
+    if args.out:
+        print(f"\nWrote {n} rows, ordered by severity, to {args.out}")
+    return 0
+
+
+def _cmd_noise(args) -> int:
+    from .io import atomic_write, encode_labels, read_labels, read_matrix
+    from .noise import NOISE_KINDS, generate_noise_matrix_from_trace, make_noise
+
+    kind = check_option("kind", args.kind, NOISE_KINDS)
+    lab = read_labels(args.labels)
+    codes, names = encode_labels(lab.values)
+    n_classes = args.n_classes if args.n_classes is not None else (len(names) if names is not None else None)
+    kw = dict(n_classes=n_classes, exact=args.exact, random_state=args.seed)
+    if kind == "matrix":
+        if args.rate is not None:
+            raise NoisylabInputError("--rate does not apply to --kind matrix; give --matrix FILE or --trace T.")
+        if args.matrix:
+            T = read_matrix(args.matrix)
+        elif args.trace is not None:
+            K = n_classes if n_classes is not None else int(np.max(codes)) + 1
+            py = np.bincount(codes, minlength=K) / codes.shape[0]
+            T = generate_noise_matrix_from_trace(K, args.trace, py=py, frac_zero_noise_rates=args.sparsity,
+                                                 valid_noise_matrix=True, random_state=args.seed)
+        else:
+            raise NoisylabInputError("--kind matrix needs --matrix FILE or --trace T [--sparsity S].")
+        result = make_noise("matrix", codes, noise_matrix=T, **kw)
+    else:
+        if args.rate is None:
+            raise NoisylabInputError(f"--kind {kind} needs --rate.")
+        mapping = None
+        if kind == "class_map":
+            if not args.map:
+                raise NoisylabInputError("--kind class_map needs --map source:target[,source:target...].")
+            try:
+                mapping = {int(a): int(b) for a, b in (pair.split(":") for pair in args.map.split(","))}
+            except ValueError:
+                raise NoisylabInputError(f"--map must look like 7:1,3:8; got {args.map!r}.") from None
+        if kind in ("cifar10", "cifar100", "digits"):
+            kw.pop("n_classes")
+        result = make_noise(kind, codes, args.rate, mapping=mapping, **kw)
+    noisy = result.noisy_labels if names is None else names[result.noisy_labels]
+    out = Path(args.out)
+    ext = out.suffix.lower()
+    if ext == ".npz":
+        with atomic_write(out, "wb") as fh:
+            np.savez(fh, noisy_labels=noisy, true_labels=lab.values, flip_mask=result.flip_mask,
+                     noise_matrix=result.noise_matrix, transition_matrix=result.transition_matrix)
+    elif ext == ".csv":
+        with atomic_write(out, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", "true_label", "noisy_label", "flipped"])
+            w.writerows(zip(range(len(noisy)), lab.values.tolist(), noisy.tolist(), result.flip_mask.tolist()))
+    elif ext == ".json":
+        import json
+
+        ids = lab.ids.tolist() if lab.ids is not None else None
+        with atomic_write(out, "w") as fh:
+            json.dump(dict(zip(ids, noisy.tolist())) if ids is not None else noisy.tolist(), fh)
+    else:
+        raise NoisylabInputError(f"--out must end in .npz, .csv or .json; got {out.name!r}.")
+    print(result.summary())
+    print(f"Wrote noisy labels and flip mask to {out}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+    from .detect import FILTER_METHODS
+    from .noise import NOISE_KINDS
+
+    run_demo(noise_rate=args.noise_rate, kind=check_option("kind", args.kind, NOISE_KINDS),
+             filter_by=check_option("method", args.method, FILTER_METHODS), folds=args.folds,
+             random_state=args.seed)
+    return 0
+
+
+def _cmd_bench(args, parser) -> int:
+    if args.bench is None:
+        parser.parse_args(["bench", "--help"])
+    from .bench.cl_cifar10 import bench_cl_cifar10, find_cl_cifar10_dir, results_table
+    from .io import atomic_write
+
+    data = args.data or find_cl_cifar10_dir()
+    if data is None:
+        raise NoisylabInputError("no --data given and no shared/data/cl-cifar10 folder found nearby.")
+    results = bench_cl_cifar10(data, dtype=args.dtype)
+    table = results_table(results)
+    print(f"Confident learning on the CL paper's CIFAR-10 probabilities ({data}, computed in {args.dtype})\n")
+    print(table)
+    if args.out:
+        with atomic_write(args.out, "w") as fh:
+            fh.write(table + "\n")
+    return 0
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None):
+    print(f"noisylab: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    warnings.showwarning = _showwarning
+    try:
+        if args.command == "find-issues":
+            return _cmd_find_issues(args)
+        if args.command == "noise":
+            return _cmd_noise(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        if args.command == "bench":
+            return _cmd_bench(args, parser)
+    except NoisylabInputError as exc:
+        print(f"noisylab {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(f"noisylab {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `noisylab demo | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

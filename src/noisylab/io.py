@@ -1,0 +1,227 @@
+"""Reading labels and predicted probabilities from files; atomic writes.
+
+Formats
+-------
+labels
+    ``.npy`` (1-D array), ``.npz`` (array ``labels``, ``noisy_labels`` or
+    ``given_labels``, or the only array), ``.csv``/``.txt`` (one label per
+    line, optionally a header; with two columns ``id,label``), ``.json``
+    (a list of labels, or the CL paper's ``{file path: label}`` mapping,
+    ordered by sorted path = PyTorch ImageFolder order).  Labels may be
+    integers or class names.
+pred_probs
+    ``.npy`` (memory-mapped, so files larger than memory work), ``.npz``
+    (array ``pred_probs`` or the only array), ``.csv`` (numeric matrix,
+    optional header row).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import NoisylabInputError
+
+__all__ = ["LabelData", "read_labels", "read_pred_probs", "encode_labels", "atomic_write", "read_matrix"]
+
+_LABEL_KEYS = ("labels", "noisy_labels", "given_labels", "y")
+_PROBA_KEYS = ("pred_probs", "probs", "probabilities")
+
+
+@dataclass
+class LabelData:
+    """Labels as read from a file.
+
+    ``values`` (n,) holds the labels as given (ints or strings); ``ids`` the
+    example identifiers when the file has them (JSON keys, a CSV id column),
+    else None.
+    """
+
+    values: np.ndarray
+    ids: np.ndarray | None = None
+
+
+def _check_file(path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise NoisylabInputError(f"File not found: {p}")
+    if p.is_dir():
+        raise NoisylabInputError(f"Expected a file, got a directory: {p}")
+    return p
+
+
+def _pick(npz, keys, path, what):
+    names = list(npz.files)
+    for k in keys:
+        if k in names:
+            return npz[k]
+    if len(names) == 1:
+        return npz[names[0]]
+    raise NoisylabInputError(
+        f"{path} holds arrays {names}; expected one named {' or '.join(keys)} for the {what}."
+    )
+
+
+def _maybe_number(s: str):
+    try:
+        return int(s)
+    except ValueError:
+        return None
+
+
+def _csv_rows(p: Path):
+    try:
+        with open(p, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise NoisylabInputError(f"{p} is not a text CSV file.") from None
+    if not rows:
+        raise NoisylabInputError(f"{p} is empty.")
+    return rows
+
+
+def read_labels(path) -> LabelData:
+    """Read labels from ``.npy``, ``.npz``, ``.csv``/``.txt`` or ``.json`` (see module docs)."""
+    p = _check_file(path)
+    ext = p.suffix.lower()
+    try:
+        if ext == ".npy":
+            return LabelData(np.load(p, allow_pickle=False))
+        if ext == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                return LabelData(np.asarray(_pick(z, _LABEL_KEYS, p, "labels")))
+        if ext == ".json":
+            with open(p) as fh:
+                obj = json.load(fh)
+            if isinstance(obj, dict):
+                keys = sorted(obj)
+                return LabelData(np.asarray([obj[k] for k in keys]), np.asarray(keys))
+            if isinstance(obj, list):
+                return LabelData(np.asarray(obj))
+            raise NoisylabInputError(f"{p}: expected a JSON list of labels or an object {{id: label}}.")
+        if ext in (".csv", ".txt", ".tsv"):
+            rows = _csv_rows(p)
+            width = len(rows[0])
+            if any(len(r) != width for r in rows):
+                raise NoisylabInputError(f"{p}: rows have different numbers of columns.")
+            if width > 2:
+                raise NoisylabInputError(f"{p}: expected one column (label) or two (id,label); got {width}.")
+            col = width - 1
+            header = rows[0][col].strip().lower() in ("label", "labels", "given_label", "noisy_label", "y", "class")
+            body = rows[1:] if header else rows
+            vals = [r[col].strip() for r in body]
+            ints = [_maybe_number(v) for v in vals]
+            values = np.asarray(ints, dtype=np.int64) if all(i is not None for i in ints) else np.asarray(vals)
+            ids = np.asarray([r[0].strip() for r in body]) if width == 2 else None
+            return LabelData(values, ids)
+    except NoisylabInputError:
+        raise
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise NoisylabInputError(f"Could not read labels from {p}: {exc}") from None
+    raise NoisylabInputError(f"Unsupported labels file type {ext!r} ({p}); use .npy, .npz, .csv or .json.")
+
+
+def read_pred_probs(path, *, mmap: bool = True) -> np.ndarray:
+    """Read an (n, K) matrix of predicted probabilities (``.npy`` is memory-mapped)."""
+    p = _check_file(path)
+    ext = p.suffix.lower()
+    try:
+        if ext == ".npy":
+            return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if ext == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                return np.asarray(_pick(z, _PROBA_KEYS, p, "predicted probabilities"))
+        if ext in (".csv", ".txt", ".tsv"):
+            return read_matrix(p)
+    except NoisylabInputError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise NoisylabInputError(f"Could not read pred_probs from {p}: {exc}") from None
+    raise NoisylabInputError(f"Unsupported pred_probs file type {ext!r} ({p}); use .npy, .npz or .csv.")
+
+
+def read_matrix(path) -> np.ndarray:
+    """Read a numeric matrix from ``.npy`` or ``.csv`` (an optional non-numeric header row is skipped)."""
+    p = _check_file(path)
+    if p.suffix.lower() == ".npy":
+        return np.load(p, allow_pickle=False)
+    rows = _csv_rows(p)
+    try:
+        [float(c) for c in rows[0]]
+    except ValueError:
+        rows = rows[1:]
+    try:
+        M = np.asarray([[float(c) for c in r] for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise NoisylabInputError(f"{p}: expected numbers only: {exc}") from None
+    if M.ndim != 2:
+        raise NoisylabInputError(f"{p}: rows have different numbers of columns.")
+    return M
+
+
+def encode_labels(values, classes=None):
+    """Map labels given as class names (or ints) to class indices.
+
+    Parameters
+    ----------
+    values : array-like (n,)
+    classes : sequence, optional
+        Class of each column of ``pred_probs``, in order.  Default: integer
+        labels are used as they are; names are sorted (the column order of
+        scikit-learn's ``predict_proba``).
+
+    Returns
+    -------
+    codes : ndarray of int64 (n,)
+    classes : ndarray or None
+        The class of each index (None when integer labels were used as is).
+    """
+    values = np.asarray(values)
+    if classes is None:
+        if values.dtype.kind in "iu":
+            return values.astype(np.int64), None
+        if values.dtype.kind == "f":
+            from ._validation import check_labels
+
+            return check_labels(values), None
+        classes = np.unique(values)
+    classes = np.asarray(classes)
+    if len(set(classes.tolist())) != len(classes):
+        raise NoisylabInputError("class names must be unique.")
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    keyed = values.astype(classes.dtype) if classes.dtype.kind in "US" else values
+    try:
+        codes = np.fromiter((lookup[v] for v in keyed.tolist()), dtype=np.int64, count=len(values))
+    except KeyError as exc:
+        raise NoisylabInputError(
+            f"label {exc.args[0]!r} is not one of the {len(classes)} classes {list(classes[:10])}..."
+        ) from None
+    return codes, classes
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", **kwargs):
+    """Write to a temporary file next to ``path`` and rename it into place on success.
+
+    A crash or an exception leaves either the old file or none, never a half-written one.
+    """
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise NoisylabInputError(f"Output folder does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
