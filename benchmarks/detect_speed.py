@@ -36,8 +36,8 @@ Method
    method on Linux; without psutil it uses all logical cores).  The forked
    workers' memory is NOT in the measuring process's ``VmHWM``.  The largest
    worker's ``ru_maxrss`` (``RUSAGE_CHILDREN``) is reported separately; it
-   counts the pages shared copy-on-write with the parent (about the baseline),
-   so it is not additive with the parent's peak.  ``--cleanlab-n-jobs both``
+   counts the anonymous pages it shares copy-on-write with the parent (most of
+   the baseline), so it is not additive with the parent's peak.  ``--cleanlab-n-jobs both``
    also times cleanlab with ``n_jobs=1`` (single process, fully measured).
    noisylab has no process pool (its ``n_jobs`` is ignored).
 
@@ -365,7 +365,7 @@ def render(results, meta):
     if starred:
         parts = ", ".join(f"{r['label']}: {_mib(r['cleanlab']['child_max_rss_mib'])}" for r in starred)
         lines.append("* cleanlab forked a multiprocessing pool: the workers' memory is NOT in the peak shown. "
-                     f"Largest pool-worker max RSS (MiB, includes pages shared copy-on-write with the parent, "
+                     f"Largest pool-worker max RSS (MiB, includes the anonymous pages shared copy-on-write with the parent, "
                      f"so not additive): {parts}.")
     if not meta["hwm_reset_everywhere"]:
         lines.append("WARNING: clear_refs did not reset VmHWM in some worker; their peaks also cover loading.")
@@ -478,7 +478,7 @@ def main(argv=None):
         meta["baseline_cleanlab_mib"] = _base("cleanlab")
         meta["hwm_reset_everywhere"] = all(r[lib]["hwm_reset"] for r in results
                                            for lib in ("noisylab", "cleanlab") if r[lib])
-        print(render(results, meta))
+        print(render(results, meta), flush=True)
 
         if args.json:
             for r in results:
