@@ -164,6 +164,14 @@ def machine_info():
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def versions():
     out = {"numpy": np.__version__}
     for name in ("cleanlab", "noisylab"):
@@ -324,7 +332,8 @@ def render(results, meta):
                  f"(seed {meta['seed']}, {meta['noise']:.0%} flipped, {meta['n_flipped']:,} rows)")
     mi, v = meta["machine"], meta["versions"]
     lines.append(f"Machine: nproc={mi['nproc']} ({mi['cpu_model']}), {mi['mem_total_gib']} GiB RAM, "
-                 f"Python {mi['python']}")
+                 f"Python {mi['python']}; load average (1/5/15 min) at start {meta['loadavg_start']}, "
+                 f"at end {meta['loadavg_end']} (other processes running skew the times)")
     lines.append(f"Versions: numpy {v['numpy']}, cleanlab {v['cleanlab']}, noisylab {v['noisylab']} "
                  f"(psutil {v['psutil']}; cleanlab default n_jobs -> {meta['cleanlab_default_n_jobs']})")
     lines.append(f"Repeats: {meta['repeats']} fresh subprocess(es) per cell (median time, max peak)")
@@ -433,7 +442,7 @@ def main(argv=None):
     meta = {"n": n, "k": K, "dtype": args.dtype, "seed": args.seed, "noise": args.noise,
             "repeats": args.repeats, "machine": machine_info(), "versions": versions(),
             "cleanlab_default_n_jobs": cleanlab_default_n_jobs(),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+            "date": datetime.datetime.now().isoformat(timespec="seconds"), "loadavg_start": loadavg()}
 
     tmpdir = tempfile.mkdtemp(prefix="detect_speed_", dir=args.tmpdir)
     try:
@@ -474,6 +483,7 @@ def main(argv=None):
             vals = [r[lib]["baseline_rss_mib"] for r in results if r[lib]]
             return max(vals) if vals else None
 
+        meta["loadavg_end"] = loadavg()
         meta["baseline_noisylab_mib"] = _base("noisylab")
         meta["baseline_cleanlab_mib"] = _base("cleanlab")
         meta["hwm_reset_everywhere"] = all(r[lib]["hwm_reset"] for r in results

@@ -5,6 +5,7 @@ groups at a selection cut-off (CONFIDENT_LEARNING.md §2.10), scores must equal
 ``rank.get_label_quality_scores`` to 1e-9 in the same dtype, and the ``count``
 estimates must match.
 """
+import functools
 import warnings
 
 import numpy as np
@@ -46,11 +47,16 @@ def _quiet():
         yield
 
 
-@pytest.fixture(params=CONFIGS, ids=_ids, scope="module")
-def data(request):
-    n, K, dt, absent, q = request.param
+@functools.lru_cache(maxsize=4)
+def _make(config):
+    n, K, dt, absent, q = config
     y, P, _ = make_pred_probs(n, K, dtype=dt, absent=absent, quantize=q, seed=n + K)
     return y, P, absent
+
+
+@pytest.fixture(params=CONFIGS, ids=_ids, scope="module")
+def data(request):
+    return _make(request.param)
 
 
 def test_thresholds_and_confident_joint(data):
@@ -82,10 +88,9 @@ def test_masks_equal_modulo_ties(data, filter_by):
 @pytest.mark.parametrize("kw", [dict(min_examples_per_class=5), dict(min_examples_per_class=300),
                                 dict(frac_noise=0.5), dict(frac_noise=0.77, min_examples_per_class=20)],
                          ids=["mepc5", "mepc300", "frac0.5", "frac0.77-mepc20"])
-def test_pruning_options_match(data, filter_by, kw):
-    y, P, _ = data
-    if y.shape[0] > 20000:
-        pytest.skip("options are covered on the smaller inputs")
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c[0] <= 20000], ids=_ids)
+def test_pruning_options_match(config, filter_by, kw):
+    y, P, _ = _make(config)
     ref = cf.find_label_issues(y, P, filter_by=filter_by, n_jobs=1, **kw)
     ours = nl.find_label_issues(y, P, filter_by=filter_by, **kw)
     assert_masks_equal_modulo_ties(ours, ref, y, P, filter_by, **kw)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from noisylab._validation import NoisylabInputError, check_fraction
 
@@ -264,6 +263,8 @@ def detection_auroc(is_noisy, label_quality) -> float:
     truth = _check_mask(is_noisy, "is_noisy")
     q = _check_scores(label_quality, truth.shape[0])
     _check_both_classes(truth, "AUROC")
+    from sklearn.metrics import roc_auc_score  # lazy: keeps `import noisylab` light
+
     return float(roc_auc_score(truth, -q))
 
 
@@ -300,6 +301,8 @@ def detection_average_precision(is_noisy, label_quality) -> float:
     truth = _check_mask(is_noisy, "is_noisy")
     q = _check_scores(label_quality, truth.shape[0])
     _check_both_classes(truth, "Average precision")
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(truth, -q))
 
 

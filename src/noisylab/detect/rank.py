@@ -7,7 +7,6 @@ to floating-point identity (checked by differential tests), in the dtype of
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import xlogy
 
 from .._validation import NoisylabInputError, check_labels, check_labels_and_pred_probs, check_option
 from ._kernels import iter_chunks, max_other, self_confidence
@@ -34,6 +33,8 @@ def _normalized_margin(y, P):
 
 
 def _confidence_weighted_entropy(y, P):
+    from scipy.special import xlogy  # lazy: keeps `import noisylab` light
+
     n, K = P.shape
     entropy = np.concatenate([-np.sum(xlogy(P[a:b], P[a:b]), axis=1) for a, b in iter_chunks(n)])
     entropy = entropy / np.log(K)
