@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         """))
     p.add_argument("--version", action="version", version=f"noisylab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p._subparsers_by_name = sub.choices  # name -> subparser, for error messages
 
     fi = sub.add_parser(
         "find-issues", formatter_class=fmt, help="find label errors with confident learning",
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
                         description="Benchmarks that reproduce published figures.",
                         epilog=_examples("noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10"))
     bsub = be.add_subparsers(dest="bench", metavar="BENCHMARK")
+    be._subparsers_action = bsub
     bc = bsub.add_parser(
         "cl-cifar10", formatter_class=fmt, help="every CL filter on the CL paper's CIFAR-10 probabilities",
         description="Precision / recall / F1 of every confident-learning filter on each sparsity*_noise*.npz "
@@ -165,7 +167,7 @@ def _cmd_find_issues(args) -> int:
     codes, names = encode_labels(lab.values, classes)
     if names is not None and P.ndim == 2 and len(names) != P.shape[1]:
         raise NoisylabInputError(
-            f"the labels name {len(names)} classes {list(names[:10])} but pred_probs has {P.shape[1]} columns; "
+            f"the labels name {len(names)} classes {names[:10].tolist()} but pred_probs has {P.shape[1]} columns; "
             "pass --classes with the class of every column, in order."
         )
     ntr = None
@@ -229,6 +231,11 @@ def _cmd_noise(args) -> int:
     lab = read_labels(args.labels)
     codes, names = encode_labels(lab.values)
     n_classes = args.n_classes if args.n_classes is not None else (len(names) if names is not None else None)
+    if names is not None and n_classes != len(names):
+        raise NoisylabInputError(
+            f"--n-classes {n_classes} does not match the {len(names)} class names in the labels; "
+            "with class names the classes are the names."
+        )
     kw = dict(n_classes=n_classes, exact=args.exact, random_state=args.seed)
     if kind == "matrix":
         if args.rate is not None:
@@ -257,6 +264,11 @@ def _cmd_noise(args) -> int:
         if kind in ("cifar10", "cifar100", "digits"):
             kw.pop("n_classes")
         result = make_noise(kind, codes, args.rate, mapping=mapping, **kw)
+    if names is not None and result.noise_matrix.shape[0] > len(names):
+        raise NoisylabInputError(
+            f"--kind {kind} uses {result.noise_matrix.shape[0]} classes but the labels name only {len(names)} "
+            f"({names[:10].tolist()}); give integer labels (or as many class names as classes)."
+        )
     noisy = result.noisy_labels if names is None else names[result.noisy_labels]
     out = Path(args.out)
     ext = out.suffix.lower()
@@ -284,6 +296,9 @@ def _cmd_noise(args) -> int:
 
 def _cmd_demo(args) -> int:
     from .demo import run_demo
+
+    if args.folds < 2:
+        raise NoisylabInputError(f"--folds must be >= 2; got {args.folds}.")
     from .detect import FILTER_METHODS
     from .noise import NOISE_KINDS
 
@@ -295,7 +310,8 @@ def _cmd_demo(args) -> int:
 
 def _cmd_bench(args, parser) -> int:
     if args.bench is None:
-        parser.parse_args(["bench", "--help"])
+        parser._subparsers_by_name["bench"].print_help()
+        return EXIT_BAD_INPUT
     from .bench.cl_cifar10 import bench_cl_cifar10, find_cl_cifar10_dir, results_table
     from .io import atomic_write
 
@@ -318,32 +334,38 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv=None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = parser._subparsers_by_name.get(args.command) if args.command else None
+        if sub is not None and args.command == "bench" and getattr(args, "bench", None):
+            sub = sub._subparsers_action.choices[args.bench]
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    warnings.showwarning = _showwarning
-    try:
-        if args.command == "find-issues":
-            return _cmd_find_issues(args)
-        if args.command == "noise":
-            return _cmd_noise(args)
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "bench":
-            return _cmd_bench(args, parser)
-    except NoisylabInputError as exc:
-        print(f"noisylab {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except MemoryError:
-        print(f"noisylab {args.command}: error: out of memory", file=sys.stderr)
-        return 1
-    except BrokenPipeError:  # e.g. `noisylab demo | head`
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _showwarning
+        try:
+            if args.command == "find-issues":
+                return _cmd_find_issues(args)
+            if args.command == "noise":
+                return _cmd_noise(args)
+            if args.command == "demo":
+                return _cmd_demo(args)
+            if args.command == "bench":
+                return _cmd_bench(args, parser)
+        except NoisylabInputError as exc:
+            print(f"noisylab {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except MemoryError:
+            print(f"noisylab {args.command}: error: out of memory", file=sys.stderr)
+            return 1
+        except BrokenPipeError:  # e.g. `noisylab demo | head`
+            sys.stderr.close()
+            return 0
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
     return 0
 
 

@@ -30,6 +30,7 @@ from ._validation import NoisylabInputError
 
 __all__ = ["LabelData", "read_labels", "read_pred_probs", "encode_labels", "atomic_write", "read_matrix"]
 
+_HEADER_NAMES = ("label", "labels", "given_label", "noisy_label", "true_label", "y", "class", "target")
 _LABEL_KEYS = ("labels", "noisy_labels", "given_labels", "y")
 _PROBA_KEYS = ("pred_probs", "probs", "probabilities")
 
@@ -113,7 +114,9 @@ def read_labels(path) -> LabelData:
             if width > 2:
                 raise NoisylabInputError(f"{p}: expected one column (label) or two (id,label); got {width}.")
             col = width - 1
-            header = rows[0][col].strip().lower() in ("label", "labels", "given_label", "noisy_label", "y", "class")
+            first = rows[0][col].strip()
+            rest_ints = len(rows) > 1 and all(_maybe_number(r[col].strip()) is not None for r in rows[1:])
+            header = first.lower() in _HEADER_NAMES or (_maybe_number(first) is None and rest_ints)
             body = rows[1:] if header else rows
             vals = [r[col].strip() for r in body]
             ints = [_maybe_number(v) for v in vals]
@@ -156,12 +159,19 @@ def read_matrix(path) -> np.ndarray:
         [float(c) for c in rows[0]]
     except ValueError:
         rows = rows[1:]
+    if not rows:
+        raise NoisylabInputError(f"{p} has a header but no data rows.")
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        bad = next(i for i, r in enumerate(rows) if len(r) != len(rows[0]))
+        raise NoisylabInputError(
+            f"{p}: rows have different numbers of columns ({len(rows[0])} in the first row, "
+            f"{len(rows[bad])} in data row {bad})."
+        )
     try:
         M = np.asarray([[float(c) for c in r] for r in rows], dtype=np.float64)
     except ValueError as exc:
         raise NoisylabInputError(f"{p}: expected numbers only: {exc}") from None
-    if M.ndim != 2:
-        raise NoisylabInputError(f"{p}: rows have different numbers of columns.")
     return M
 
 
@@ -183,6 +193,11 @@ def encode_labels(values, classes=None):
         The class of each index (None when integer labels were used as is).
     """
     values = np.asarray(values)
+    if values.dtype.kind == "b":
+        raise NoisylabInputError(
+            "labels are booleans; give integer class indices or class names (cast True/False with .astype(int) "
+            "if they really are classes 1/0)."
+        )
     if classes is None:
         if values.dtype.kind in "iu":
             return values.astype(np.int64), None
@@ -199,8 +214,10 @@ def encode_labels(values, classes=None):
     try:
         codes = np.fromiter((lookup[v] for v in keyed.tolist()), dtype=np.int64, count=len(values))
     except KeyError as exc:
+        shown = classes[:10].tolist()
+        more = "..." if len(classes) > 10 else ""
         raise NoisylabInputError(
-            f"label {exc.args[0]!r} is not one of the {len(classes)} classes {list(classes[:10])}..."
+            f"label {exc.args[0]!r} is not one of the {len(classes)} classes {shown}{more}"
         ) from None
     return codes, classes
 
@@ -212,14 +229,23 @@ def atomic_write(path, mode="w", **kwargs):
     A crash or an exception leaves either the old file or none, never a half-written one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise NoisylabInputError(f"Output path is a directory, expected a file name: {path}")
     if path.parent and not path.parent.exists():
         raise NoisylabInputError(f"Output folder does not exist: {path.parent}")
+    if path.exists():
+        file_mode = path.stat().st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        file_mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -21,6 +21,8 @@ has columns that sum to 1.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .._validation import (
@@ -300,7 +302,7 @@ def calibrate_confident_joint(confident_joint, labels):
     labelled k (a class absent from ``labels`` gets an all-zero row).
     """
     cj = _check_cj(confident_joint)
-    y = check_labels(labels, n_classes=cj.shape[0])
+    y = check_labels(labels, n_classes=cj.shape[0], n_classes_from=f"confident_joint is {cj.shape[0]}x{cj.shape[0]}")
     return _calibrate(cj, np.bincount(y, minlength=cj.shape[0]))
 
 
@@ -346,7 +348,7 @@ def estimate_latent(confident_joint, labels, py_method="cnt", converge_latent_es
         ``inverse_noise_matrix[i, j] = P(y*=i | ỹ=j)``; columns sum to 1.
     """
     cj = _check_cj(confident_joint)
-    y = check_labels(labels, n_classes=cj.shape[0])
+    y = check_labels(labels, n_classes=cj.shape[0], n_classes_from=f"confident_joint is {cj.shape[0]}x{cj.shape[0]}")
     py_method = check_option("py_method", py_method, _PY_METHODS)
     return _estimate_latent(cj, np.bincount(y, minlength=cj.shape[0]), py_method, converge_latent_estimates)
 
@@ -384,6 +386,12 @@ def num_label_issues(labels, pred_probs, *, confident_joint=None, estimation_met
     y, P = check_labels_and_pred_probs(labels, pred_probs)
     if estimation_method == "off_diagonal_custom" and confident_joint is None:
         raise NoisylabInputError("estimation_method='off_diagonal_custom' needs a confident_joint.")
+    if confident_joint is not None:
+        confident_joint = _check_cj(confident_joint, P.shape[1])
+        if estimation_method != "off_diagonal_custom":
+            warnings.warn(
+                f"confident_joint is only used with estimation_method='off_diagonal_custom'; it is ignored "
+                f"with estimation_method={estimation_method!r}.", UserWarning, stacklevel=2)
     return _num_label_issues(y, P, confident_joint, estimation_method)
 
 
