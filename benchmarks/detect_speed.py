@@ -73,16 +73,8 @@ import time
 
 import numpy as np
 
-FILTERS = (
-    "prune_by_noise_rate",
-    "prune_by_class",
-    "both",
-    "confident_learning",
-    "predicted_neq_given",
-    "low_normalized_margin",
-    "low_self_confidence",
-)
-SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+from noisylab.detect.filter import FILTER_METHODS as FILTERS  # noqa: E402  (light import: numpy only)
+from noisylab.detect.rank import RANKING_METHODS as SCORE_METHODS  # noqa: E402
 MiB = 1024 * 1024
 
 

@@ -236,3 +236,18 @@ def test_bench_cl_cifar10_reproduces_published_figures(shared_data):
             checked += 1
     assert checked >= 10
     assert "reproduced exactly" in results_table(results)
+
+
+def test_cv_predicted_probabilities_seed_forms_and_bad_classifier():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]
+    a = nl.estimate_cv_predicted_probabilities(X, y, seed=np.random.default_rng(3))
+    b = nl.estimate_cv_predicted_probabilities(X, y, seed=np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a.sum(1), 1)
+    with pytest.raises(nl.NoisylabInputError, match="predict_proba"):
+        nl.estimate_cv_predicted_probabilities(X, y, clf=object())
+    with pytest.raises(nl.NoisylabInputError, match="cv_n_folds"):
+        nl.estimate_cv_predicted_probabilities(X, y, cv_n_folds=1)

@@ -424,8 +424,9 @@ def estimate_cv_predicted_probabilities(X, labels, clf=None, *, cv_n_folds=5, se
     labels : array-like of shape (n,)
     clf : scikit-learn classifier with ``predict_proba``, optional
     cv_n_folds : int, default=5
-    seed : int, optional
-        Seeds the fold split (``StratifiedKFold(shuffle=True)``).
+    seed : int or numpy.random.Generator, optional
+        Seeds the fold split (``StratifiedKFold(shuffle=True)``); the
+        classifier's own ``random_state`` is left as given.
     n_jobs : int, optional
         Folds fitted in parallel (joblib).
     """
@@ -446,8 +447,15 @@ def estimate_cv_predicted_probabilities(X, labels, clf=None, *, cv_n_folds=5, se
             f"every class needs at least cv_n_folds={cv_n_folds} examples for stratified cross-validation; "
             f"the smallest class has {counts[counts > 0].min()}."
         )
-    rs = int(check_random_state(seed).integers(2**31 - 1)) if seed is None else seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        rs = int(seed)
+    else:  # None or a Generator: draw the fold seed from it
+        rs = int(check_random_state(seed).integers(2**31 - 1))
     clf = LogisticRegression(max_iter=1000) if clf is None else clf
+    if not (hasattr(clf, "fit") and hasattr(clf, "predict_proba")):
+        raise NoisylabInputError(
+            f"clf must be a scikit-learn classifier with fit and predict_proba; got {type(clf).__name__}."
+        )
     cv = StratifiedKFold(n_splits=cv_n_folds, shuffle=True, random_state=rs)
     proba = cross_val_predict(clone(clf), X, y, cv=cv, method="predict_proba", n_jobs=n_jobs)
     present = np.flatnonzero(counts > 0)
