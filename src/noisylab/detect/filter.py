@@ -157,22 +157,13 @@ def _find_label_issues(y, P, *, filter_by, frac_noise, num_to_remove, min_exampl
         _, mask = _compute_confident_joint(y, P, calibrate=False, want_offdiag=True)
     else:
         order, bounds = group_by_label(y, K)
-        if num_to_remove is not None:
-            M = None
-            if filter_by != "prune_by_class":
-                if confident_joint is None:
-                    t = _thresholds(y, P, order, bounds)
-                    cj, _ = _compute_confident_joint(y, P, t, calibrate=True)
-                else:
-                    cj = confident_joint
-                M = _keep_at_least_n_per_class(cj, min_examples_per_class, 1.0)
-        else:
-            if confident_joint is None:
-                t = _thresholds(y, P, order, bounds)
-                cj, _ = _compute_confident_joint(y, P, t, calibrate=True)
-            else:
-                cj = confident_joint
-            M = _keep_at_least_n_per_class(cj, min_examples_per_class, frac_noise)
+        M = None  # per-cell prune counts; PBC with num_to_remove_per_class needs none
+        if num_to_remove is None or filter_by != "prune_by_class":
+            cj = confident_joint
+            if cj is None:
+                cj, _ = _compute_confident_joint(y, P, _thresholds(y, P, order, bounds), calibrate=True)
+            M = _keep_at_least_n_per_class(cj, min_examples_per_class,
+                                           1.0 if num_to_remove is not None else frac_noise)
         pbc, pbnr = _prune(
             y, P, order, bounds, M,
             by_class=filter_by in ("prune_by_class", "both"),
