@@ -251,3 +251,37 @@ def test_cv_predicted_probabilities_seed_forms_and_bad_classifier():
         nl.estimate_cv_predicted_probabilities(X, y, clf=object())
     with pytest.raises(nl.NoisylabInputError, match="cv_n_folds"):
         nl.estimate_cv_predicted_probabilities(X, y, cv_n_folds=1)
+
+
+def _brute_force_pbnr(y, P, min_examples_per_class=1):
+    """Reference PBNR: for every (given k, suspected j) cell, the top-c margins over all rows of k."""
+    from noisylab.detect.filter import _keep_at_least_n_per_class
+
+    K = P.shape[1]
+    M = _keep_at_least_n_per_class(nl.compute_confident_joint(y, P), min_examples_per_class, 1.0)
+    mask = np.zeros(len(y), dtype=bool)
+    for k in range(K):
+        rows = np.flatnonzero(y == k)
+        if len(rows) <= min_examples_per_class:
+            continue
+        for j in range(K):
+            c = int(M[j, k])
+            if j != k and c > 0:
+                mu = P[rows, j] - P[rows, k]
+                mask[rows[np.argsort(-mu, kind="stable")[:c]]] = True
+    keep = np.array([np.argmax(np.where(np.arange(K) == y[i], P[i] + P.dtype.type(1e-6), P[i])) != y[i]
+                     for i in range(len(y))])
+    return mask & keep
+
+
+@pytest.mark.parametrize("K", [2, 3, 5, 12, 40])
+@pytest.mark.parametrize("dtype,quantize", [(np.float64, None), (np.float32, 0.02), (np.float16, None)])
+def test_streaming_pbnr_equals_brute_force(K, dtype, quantize):
+    """The engine decides most cells from recorded margins; both paths must equal full top-c selection."""
+    for seed in range(3):
+        y, P, _ = make_pred_probs(1500, K, noise=0.35, signal=1.5 + seed, dtype=dtype, quantize=quantize,
+                                  seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = nl.find_label_issues(y, P, filter_by="prune_by_noise_rate")
+        np.testing.assert_array_equal(ours, _brute_force_pbnr(y, P))

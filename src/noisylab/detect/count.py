@@ -32,12 +32,8 @@ from .._validation import (
     check_option,
     check_random_state,
 )
-from ._kernels import (
-    group_by_label,
-    iter_chunks,
-    round_preserving_row_totals,
-    self_confidence,
-)
+from ._engine import pass_confident_joint, pass_rows, post_filter_keep
+from ._kernels import group_by_label, round_preserving_row_totals, self_confidence
 
 __all__ = [
     "get_confident_thresholds",
@@ -67,11 +63,13 @@ MAX_NOISE_RATE = 0.9999
 # --------------------------------------------------------------------------
 # unchecked kernels (inputs already validated)
 # --------------------------------------------------------------------------
-def _thresholds(y, P, order=None, bounds=None):
+def _thresholds(y, P, order=None, bounds=None, sc=None):
     K = P.shape[1]
     if order is None:
         order, bounds = group_by_label(y, K)
-    sc_sorted = self_confidence(P, y)[order]
+    if sc is None:
+        sc = self_confidence(P, y)
+    sc_sorted = sc[order]
     values = []
     for k in range(K):
         a, b = bounds[k], bounds[k + 1]
@@ -82,33 +80,6 @@ def _thresholds(y, P, order=None, bounds=None):
     # promotes the thresholds to float64, as in the reference implementation.
     t = np.asarray(values)
     return np.clip(t, THRESHOLD_LOWER_BOUND, None)
-
-
-def _confident_pass(y, P, thresholds, *, want_offdiag=False):
-    """One streaming pass: the (unclipped-diagonal) confident joint and off-diagonal rows.
-
-    Returns ``cj`` (K, K) int64 and, if requested, the boolean mask of rows
-    counted off the diagonal.
-    """
-    n, K = P.shape
-    thr = thresholds - THRESHOLD_SLACK  # in the thresholds' dtype
-    cj = np.zeros(K * K, dtype=np.int64)
-    offdiag = np.zeros(n, dtype=bool) if want_offdiag else None
-    for a, b in iter_chunks(n):
-        block = P[a:b]
-        above = block >= thr
-        cnt = above.sum(axis=1)
-        guess = np.where(cnt == 1, above.argmax(axis=1), block.argmax(axis=1))
-        keep = cnt > 0
-        yy = y[a:b]
-        cj += np.bincount(guess[keep] * K + yy[keep], minlength=K * K)
-        if want_offdiag:
-            offdiag[a:b] = keep & (guess != yy)
-    # Counted as confusion[guess, given] and returned transposed (a Fortran-ordered
-    # view): the memory layout decides how numpy's default argsort breaks ties
-    # in the calibration rounding, and this layout is the reference's.
-    cj = cj.reshape(K, K).T
-    return cj, offdiag
 
 
 def _clip_diagonal(cj):
@@ -125,11 +96,19 @@ def _calibrate(cj, label_counts):
     return round_preserving_row_totals(cal)
 
 
-def _compute_confident_joint(y, P, thresholds=None, calibrate=True, want_offdiag=False):
+def _compute_confident_joint(y, P, thresholds=None, calibrate=True, want_offdiag=False, stats=None,
+                             grouping=None):
+    """(confident joint, off-diagonal row mask or None); ``stats`` from :func:`pass_rows` if already computed."""
     K = P.shape[1]
+    if stats is None:
+        stats = pass_rows(y, P)
     if thresholds is None:
-        thresholds = _thresholds(y, P)
-    cj, offdiag = _confident_pass(y, P, thresholds, want_offdiag=want_offdiag)
+        order, bounds = grouping if grouping is not None else group_by_label(y, K)
+        thresholds = _thresholds(y, P, order, bounds, sc=stats.sc)
+    # Counted as confusion[guess, given] and returned transposed (a Fortran-ordered
+    # view): the memory layout decides how numpy's default argsort breaks ties
+    # in the calibration rounding, and this layout is the reference's.
+    cj, offdiag = pass_confident_joint(y, P, thresholds, stats.pred, want_offdiag=want_offdiag)
     cj = _clip_diagonal(cj)
     if calibrate:
         cj = _calibrate(cj, np.bincount(y, minlength=K))
@@ -395,16 +374,16 @@ def num_label_issues(labels, pred_probs, *, confident_joint=None, estimation_met
     return _num_label_issues(y, P, confident_joint, estimation_method)
 
 
-def _num_label_issues(y, P, confident_joint=None, estimation_method="off_diagonal"):
-    from ._kernels import argmax_disagrees_after_bump
-
+def _num_label_issues(y, P, confident_joint=None, estimation_method="off_diagonal", stats=None, grouping=None):
     n, K = P.shape
     if estimation_method == "off_diagonal":
-        _, offdiag = _compute_confident_joint(y, P, calibrate=False, want_offdiag=True)
+        stats = stats if stats is not None else pass_rows(y, P)
+        _, offdiag = _compute_confident_joint(y, P, calibrate=False, want_offdiag=True, stats=stats,
+                                              grouping=grouping)
         idx = np.flatnonzero(offdiag)
-        return int(argmax_disagrees_after_bump(P, y, idx).sum())
+        return int(post_filter_keep(y, stats, idx).sum())
     if estimation_method == "off_diagonal_calibrated":
-        cal, _ = _compute_confident_joint(y, P, calibrate=True)
+        cal, _ = _compute_confident_joint(y, P, calibrate=True, stats=stats, grouping=grouping)
     else:
         cal = _calibrate(_check_cj(confident_joint, K), np.bincount(y, minlength=K))
     joint = cal / np.clip(np.sum(cal), _TINY, None)

@@ -39,15 +39,9 @@ from .._validation import (
     check_labels_and_pred_probs,
     check_option,
 )
-from ._kernels import (
-    argmax_disagrees_after_bump,
-    group_by_label,
-    round_preserving_sum,
-    row_argmax,
-    select_largest,
-    select_smallest,
-)
-from .count import _calibrate, _check_cj, _compute_confident_joint, _num_label_issues, _thresholds
+from ._engine import pass_rows, post_filter_keep, prune_by_noise_rate
+from ._kernels import group_by_label, round_preserving_sum, select_smallest
+from .count import _check_cj, _compute_confident_joint, _num_label_issues
 from .rank import RANKING_METHODS, _order, _scores
 
 __all__ = ["FILTER_METHODS", "find_label_issues", "find_predicted_neq_given"]
@@ -101,84 +95,79 @@ def _split_counts(weights, total):
     return round_preserving_sum(weights * (total / s))
 
 
-def _prune(y, P, order, bounds, M, *, by_class, by_noise_rate, num_to_remove, min_examples_per_class):
-    """Per-class pruning (PBC and/or PBNR); returns the two masks (None if not requested)."""
-    n, K = P.shape
-    pbc = np.zeros(n, dtype=bool) if by_class else None
-    pbnr = np.zeros(n, dtype=bool) if by_noise_rate else None
-    skipped = []
-    for k in range(K):
-        rows = order[bounds[k]:bounds[k + 1]]
-        n_k = rows.shape[0]
-        if n_k == 0:
+def _noise_rate_counts(M, num_to_remove, skip):
+    """(K, K) prune counts [suspected j, given k] for PBNR; ``num_to_remove`` split over each column."""
+    K = M.shape[0]
+    C = M.copy() if num_to_remove is None else np.zeros((K, K), dtype=np.int64)
+    if num_to_remove is not None:
+        for k in range(K):
+            w = M[:, k].astype(np.float64)
+            w[k] = 0
+            C[:, k] = _split_counts(w, int(num_to_remove[k]))
+    np.fill_diagonal(C, 0)
+    C[:, skip] = 0
+    return C
+
+
+def _prune_by_class(y, stats, order, bounds, M, num_to_remove, skip):
+    n = y.shape[0]
+    mask = np.zeros(n, dtype=bool)
+    sc_sorted = stats.sc[order]
+    for k in range(bounds.shape[0] - 1):
+        a, b = bounds[k], bounds[k + 1]
+        if b == a or skip[k]:
             continue
-        if n_k <= min_examples_per_class:
-            skipped.append(k)
-            continue
-        block = P[rows]  # (n_k, K) copy of this class only
-        own = block[:, k]
-        if by_class:
-            m = int(num_to_remove[k]) if num_to_remove is not None else n_k - int(M[k, k])
-            if m >= 1:
-                pbc[rows[select_smallest(own, m)]] = True
-        if by_noise_rate:
-            if num_to_remove is not None:
-                w = M[:, k].astype(np.float64)
-                w[k] = 0
-                counts = _split_counts(w, int(num_to_remove[k]))
-            else:
-                counts = M[:, k].copy()
-            counts[k] = 0
-            chosen = np.zeros(n_k, dtype=bool)
-            for j in np.flatnonzero(counts > 0):
-                chosen[select_largest(block[:, j] - own, int(counts[j]))] = True
-            pbnr[rows[chosen]] = True
-    if skipped:
-        warnings.warn(
-            f"{len(skipped)} class(es) {skipped[:10]} have <= min_examples_per_class="
-            f"{min_examples_per_class} examples; no label issues are flagged in them.",
-            UserWarning, stacklevel=3,
-        )
-    return pbc, pbnr
+        m = int(num_to_remove[k]) if num_to_remove is not None else (b - a) - int(M[k, k])
+        if m >= 1:
+            mask[order[a:b][select_smallest(sc_sorted[a:b], m)]] = True
+    return mask
 
 
 def _find_label_issues(y, P, *, filter_by, frac_noise, num_to_remove, min_examples_per_class, confident_joint):
     """Boolean mask of label issues; inputs already validated."""
     n, K = P.shape
+    stats = pass_rows(y, P, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
+    grouping = None
+    if filter_by != "predicted_neq_given":
+        grouping = group_by_label(y, K)
     if filter_by in ("low_self_confidence", "low_normalized_margin"):
-        m = _num_label_issues(y, P)
-        method = "self_confidence" if filter_by == "low_self_confidence" else "normalized_margin"
+        m = _num_label_issues(y, P, stats=stats, grouping=grouping)
+        scores = stats.sc if filter_by == "low_self_confidence" else _scores(y, P, "normalized_margin")
         mask = np.zeros(n, dtype=bool)
-        mask[select_smallest(_scores(y, P, method), m)] = True
+        mask[select_smallest(scores, m)] = True
         return mask
     if filter_by == "predicted_neq_given":
-        mask = row_argmax(P) != y
+        mask = stats.pred != y
     elif filter_by == "confident_learning":
-        _, mask = _compute_confident_joint(y, P, calibrate=False, want_offdiag=True)
+        _, mask = _compute_confident_joint(y, P, calibrate=False, want_offdiag=True, stats=stats,
+                                           grouping=grouping)
     else:
-        order, bounds = group_by_label(y, K)
+        order, bounds = grouping
+        counts = np.diff(bounds)
+        skip = (counts <= min_examples_per_class) & (counts > 0)
+        if skip.any():
+            warnings.warn(
+                f"{int(skip.sum())} class(es) {np.flatnonzero(skip)[:10].tolist()} have <= min_examples_per_class="
+                f"{min_examples_per_class} examples; no label issues are flagged in them.",
+                UserWarning, stacklevel=3,
+            )
         M = None  # per-cell prune counts; PBC with num_to_remove_per_class needs none
         if num_to_remove is None or filter_by != "prune_by_class":
             cj = confident_joint
             if cj is None:
-                cj, _ = _compute_confident_joint(y, P, _thresholds(y, P, order, bounds), calibrate=True)
+                cj, _ = _compute_confident_joint(y, P, calibrate=True, stats=stats, grouping=grouping)
             M = _keep_at_least_n_per_class(cj, min_examples_per_class,
                                            1.0 if num_to_remove is not None else frac_noise)
-        pbc, pbnr = _prune(
-            y, P, order, bounds, M,
-            by_class=filter_by in ("prune_by_class", "both"),
-            by_noise_rate=filter_by in ("prune_by_noise_rate", "both"),
-            num_to_remove=num_to_remove, min_examples_per_class=min_examples_per_class,
-        )
-        if filter_by == "prune_by_class":
-            mask = pbc
-        elif filter_by == "prune_by_noise_rate":
-            mask = pbnr
-        else:
-            mask = pbc & pbnr
+        mask = None
+        if filter_by in ("prune_by_class", "both"):
+            mask = _prune_by_class(y, stats, order, bounds, M, num_to_remove, skip)
+        if filter_by in ("prune_by_noise_rate", "both"):
+            pbnr = prune_by_noise_rate(y, P, stats, _noise_rate_counts(M, num_to_remove, skip),
+                                       lambda: grouping)
+            mask = pbnr if mask is None else mask & pbnr
     # Final check: never report an example whose prediction is its given label.
     idx = np.flatnonzero(mask)
-    mask[idx[~argmax_disagrees_after_bump(P, y, idx)]] = False
+    mask[idx[~post_filter_keep(y, stats, idx)]] = False
     return mask
 
 
