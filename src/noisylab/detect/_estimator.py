@@ -5,7 +5,8 @@ import numpy as np
 
 from .._validation import NoisylabInputError, as_list_of_ints, check_fraction, check_labels_and_pred_probs, \
     check_option
-from ._kernels import row_argmax
+from ._engine import pass_rows
+from ._kernels import group_by_label
 from .count import _TINY, _compute_confident_joint, _estimate_latent, _thresholds
 from .filter import FILTER_METHODS, _find_label_issues
 from .rank import RANKING_METHODS, _order, _scores
@@ -100,8 +101,10 @@ class ConfidentLearning:
                 )
             ntr = as_list_of_ints("num_to_remove_per_class", ntr, K)
 
-        self.thresholds_ = _thresholds(y, P)
-        cj, _ = _compute_confident_joint(y, P, self.thresholds_, calibrate=True)
+        stats = pass_rows(y, P, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
+        grouping = group_by_label(y, K)
+        self.thresholds_ = _thresholds(y, P, *grouping, sc=stats.sc)
+        cj, _ = _compute_confident_joint(y, P, self.thresholds_, calibrate=True, stats=stats)
         self.confident_joint_ = cj
         self.joint_ = cj / np.clip(cj.sum(), _TINY, None)
         self.noise_rate_ = float(1.0 - np.trace(self.joint_))
@@ -109,11 +112,11 @@ class ConfidentLearning:
             cj, np.bincount(y, minlength=K), "cnt", True)
         self.issue_mask_ = _find_label_issues(
             y, P, filter_by=filter_by, frac_noise=frac_noise, num_to_remove=ntr,
-            min_examples_per_class=int(mepc), confident_joint=cj,
+            min_examples_per_class=int(mepc), confident_joint=cj, stats=stats, grouping=grouping,
         )
-        self.label_quality_ = _scores(y, P, rank_by)
+        self.label_quality_ = stats.sc.copy() if rank_by == "self_confidence" else _scores(y, P, rank_by)
         self.ranked_issues_ = _order(self.issue_mask_, self.label_quality_)
-        self.suggested_labels_ = row_argmax(P)
+        self.suggested_labels_ = stats.pred.astype(np.int64)
         self.n_issues_ = int(self.issue_mask_.sum())
         self.labels_ = y
         return self

@@ -56,33 +56,6 @@ def max_other(P: np.ndarray, y: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.
     return out
 
 
-def row_argmax(P: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-    n = P.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    for a, b in iter_chunks(n, chunk_rows):
-        out[a:b] = P[a:b].argmax(axis=1)
-    return out
-
-
-def argmax_disagrees_after_bump(P: np.ndarray, y: np.ndarray, idx: np.ndarray,
-                                chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-    """For rows ``idx``: does argmax differ from the label once ``P[i, y_i]`` gets +1e-6?
-
-    The bump is added in ``P``'s dtype (so it vanishes in float16 above about
-    0.002), and ``argmax`` returns the first maximum, exactly as the
-    post-filter of the CL reference implementation.
-    """
-    out = np.empty(idx.shape[0], dtype=bool)
-    for a, b in iter_chunks(idx.shape[0], chunk_rows):
-        rows = idx[a:b]
-        block = P[rows]
-        yy = y[rows]
-        r = np.arange(b - a)
-        block[r, yy] += 1e-6
-        out[a:b] = block.argmax(axis=1) != yy
-    return out
-
-
 def select_largest(values: np.ndarray, c: int) -> np.ndarray:
     """Positions of the ``c`` largest values; ties at the cut-off go to the lowest positions.
 

@@ -123,12 +123,17 @@ def _prune_by_class(y, stats, order, bounds, M, num_to_remove, skip):
     return mask
 
 
-def _find_label_issues(y, P, *, filter_by, frac_noise, num_to_remove, min_examples_per_class, confident_joint):
-    """Boolean mask of label issues; inputs already validated."""
+def _find_label_issues(y, P, *, filter_by, frac_noise, num_to_remove, min_examples_per_class, confident_joint,
+                       stats=None, grouping=None):
+    """Boolean mask of label issues; inputs already validated.
+
+    ``stats`` (from ``pass_rows``, with positive margins for the noise-rate
+    filters) and ``grouping`` may be passed in when the caller already has them.
+    """
     n, K = P.shape
-    stats = pass_rows(y, P, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
-    grouping = None
-    if filter_by != "predicted_neq_given":
+    if stats is None:
+        stats = pass_rows(y, P, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
+    if grouping is None and filter_by != "predicted_neq_given":
         grouping = group_by_label(y, K)
     if filter_by in ("low_self_confidence", "low_normalized_margin"):
         m = _num_label_issues(y, P, stats=stats, grouping=grouping)
