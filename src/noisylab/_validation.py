@@ -153,10 +153,11 @@ def check_labels(labels, *, name: str = "labels", n_classes: int | None = None,
     return arr
 
 
-def _check_finite_nonneg(P: np.ndarray, name: str, chunk_rows: int) -> None:
+def _check_finite_nonneg(P: np.ndarray, name: str, chunk_rows: int, offset: int = 0) -> None:
     n = P.shape[0]
     for start in range(0, n, chunk_rows):
         block = P[start:start + chunk_rows]
+        start += offset
         finite = np.isfinite(block)
         if not finite.all():
             r, c = np.argwhere(~finite)[0]
@@ -187,7 +188,7 @@ def _renormalize_tolerance(dtype: np.dtype, n_classes: int) -> float:
     return 2e-2 if dtype == np.float16 else ROW_SUM_RENORMALIZE_TOL
 
 
-def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 1 << 16) -> np.ndarray:
+def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 1 << 13) -> np.ndarray:
     """Validate an ``(n, K)`` matrix of predicted probabilities.
 
     The array's float dtype is kept (float16/32/64; other dtypes are
@@ -216,14 +217,21 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 
         )
     if P.dtype not in (np.float16, np.float32, np.float64):
         P = P.astype(np.float64)
-    _check_finite_nonneg(P, name, chunk_rows)
     n, K = P.shape
     tol = _row_sum_tolerance(P.dtype, K)
+    acc = np.float64 if P.dtype == np.float64 else np.float32
     worst = 0.0
     worst_row = 0
+    # One pass per chunk for the sums and one for the minimum: a NaN makes the
+    # minimum NaN, an infinity makes the row sum non-finite, a negative value
+    # makes the minimum negative; the precise culprit is located only then.
     for start in range(0, n, chunk_rows):
-        s = np.add.reduce(P[start:start + chunk_rows], axis=1, dtype=np.float64)
-        dev = np.abs(s - 1.0)
+        block = P[start:start + chunk_rows]
+        s = np.add.reduce(block, axis=1, dtype=acc)
+        lo = block.min()
+        if not (lo >= 0) or not np.isfinite(s).all():
+            _check_finite_nonneg(block, name, chunk_rows, offset=start)
+        dev = np.abs(s.astype(np.float64) - 1.0)
         i = int(np.argmax(dev))
         if dev[i] > worst:
             worst, worst_row = float(dev[i]), start + i
