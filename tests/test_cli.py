@@ -305,7 +305,7 @@ def test_class_name_labels_kept_as_names(capsys, tmp_path, data):
 @pytest.mark.parametrize("spec", ["comma", "file"])
 def test_classes_option_gives_column_order(capsys, tmp_path, data, spec):
     """--classes names the class of every column: permuted columns + matching --classes = same result."""
-    y, P = data["y"], data["P"]
+    P = data["P"]
     perm = [2, 0, 1]  # columns fish, cat, dog
     np.save(tmp_path / "perm.npy", P[:, perm])
     classes = ",".join(NAMES[perm])
@@ -348,7 +348,7 @@ def test_classes_with_a_class_absent_from_labels(capsys, tmp_path, data):
 
 
 def test_integer_classes_option(capsys, tmp_path, data):
-    y, P = data["y"], data["P"]
+    P = data["P"]
     np.save(tmp_path / "rev.npy", P[:, ::-1])
     ref, out = tmp_path / "ref.csv", tmp_path / "out.csv"
     assert cli(capsys, "find-issues", "--labels", _f(data, "labels.npy"), "--pred-probs",
@@ -378,7 +378,7 @@ def test_options_are_passed_to_the_api(capsys, tmp_path, data):
 
 
 def test_rows_slightly_off_warn_and_are_renormalised(capsys, tmp_path, data):
-    y, P = data["y"], data["P"]
+    P = data["P"]
     Poff = P * np.linspace(0.995, 1.005, N)[:, None]
     np.save(tmp_path / "off.npy", Poff)
     np.save(tmp_path / "ren.npy", Poff / Poff.sum(1, keepdims=True))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from ._format import format_matrix
 from .detect import ConfidentLearning, estimate_cv_predicted_probabilities

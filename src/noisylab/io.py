@@ -4,15 +4,15 @@ Formats
 -------
 labels
     ``.npy`` (1-D array), ``.npz`` (array ``labels``, ``noisy_labels`` or
-    ``given_labels``, or the only array), ``.csv``/``.txt`` (one label per
-    line, optionally a header; with two columns ``id,label``), ``.json``
+    ``given_labels``, or the only array), ``.csv``/``.txt``/``.tsv`` (one
+    label per line, optionally a header; with two columns ``id,label``), ``.json``
     (a list of labels, or the CL paper's ``{file path: label}`` mapping,
     ordered by sorted path = PyTorch ImageFolder order).  Labels may be
     integers or class names.
 pred_probs
     ``.npy`` (memory-mapped, so files larger than memory work), ``.npz``
-    (array ``pred_probs`` or the only array), ``.csv`` (numeric matrix,
-    optional header row).
+    (array ``pred_probs`` or the only array), ``.csv``/``.tsv`` (numeric
+    matrix, optional header row).
 """
 from __future__ import annotations
 
@@ -77,9 +77,10 @@ def _maybe_number(s: str):
 
 
 def _csv_rows(p: Path):
+    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
     try:
         with open(p, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+            rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(c.strip() for c in r)]
     except UnicodeDecodeError:
         raise NoisylabInputError(f"{p} is not a text CSV file.") from None
     if not rows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import NoisylabInputError, check_labels, check_labels_and_pred_probs, check_option
+from .._validation import NoisylabInputError, check_labels_and_pred_probs, check_option
 from ._kernels import iter_chunks, max_other, self_confidence
 
 __all__ = [
