@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 import numbers
 import warnings
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -188,6 +189,11 @@ def _renormalize_tolerance(dtype: np.dtype, n_classes: int) -> float:
     return 2e-2 if dtype == np.float16 else ROW_SUM_RENORMALIZE_TOL
 
 
+def _is_dask_array(x) -> bool:
+    """True for a ``dask.array.Array`` (checked without importing dask)."""
+    return type(x).__module__.startswith("dask.array") and hasattr(x, "chunks") and hasattr(x, "dask")
+
+
 def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 1 << 13) -> np.ndarray:
     """Validate an ``(n, K)`` matrix of predicted probabilities.
 
@@ -198,6 +204,10 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 
     with a warning (in a copy); larger deviations are rejected.  See
     :func:`_row_sum_tolerance` for what counts as rounding.
     """
+    if _is_dask_array(pred_probs):
+        from .detect._dask import check_dask_pred_probs
+
+        return check_dask_pred_probs(pred_probs, name=name)
     if isinstance(pred_probs, np.ndarray):
         P = pred_probs
     else:
@@ -219,22 +229,18 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 
         P = P.astype(np.float64)
     n, K = P.shape
     tol = _row_sum_tolerance(P.dtype, K)
-    acc = np.float64 if P.dtype == np.float64 else np.float32
-    worst = 0.0
-    worst_row = 0
-    # One pass per chunk for the sums and one for the minimum: a NaN makes the
-    # minimum NaN, an infinity makes the row sum non-finite, a negative value
-    # makes the minimum negative; the precise culprit is located only then.
-    for start in range(0, n, chunk_rows):
-        block = P[start:start + chunk_rows]
-        s = np.add.reduce(block, axis=1, dtype=acc)
-        lo = block.min()
-        if not (lo >= 0) or not np.isfinite(s).all():
-            _check_finite_nonneg(block, name, chunk_rows, offset=start)
-        dev = np.abs(s.astype(np.float64) - 1.0)
-        i = int(np.argmax(dev))
-        if dev[i] > worst:
-            worst, worst_row = float(dev[i]), start + i
+    from ._chunks import Chunked
+
+    src = Chunked(P, chunk_rows=chunk_rows)
+    # One pass: per block the row sums and the minimum.  A NaN makes the minimum
+    # NaN, an infinity makes a row sum non-finite, a negative value makes the
+    # minimum negative; the precise culprit is located only then.
+    parts = src.map(partial(_row_sum_block, acc=np.float64 if P.dtype == np.float64 else np.float32),
+                    desc="checking pred_probs")
+    bad = [p for p in parts if p[0]]
+    if bad:
+        _check_finite_nonneg(P[bad[0][1]:bad[0][1] + chunk_rows], name, chunk_rows, offset=bad[0][1])
+    worst, worst_row = max(((p[2], p[3]) for p in parts), key=lambda t: (t[0], -t[1]))
     if worst > tol:
         row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
         rtol = _renormalize_tolerance(P.dtype, K)
@@ -248,8 +254,35 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 
             f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
             "renormalising them.", UserWarning, stacklevel=3,
         )
-        P = (P / np.add.reduce(P, axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
+        P = _renormalized(P, src)
     return P
+
+
+def _row_sum_block(start, block, *, acc):
+    s = np.add.reduce(block, axis=1, dtype=acc)
+    lo = block.min()
+    bad = not (lo >= 0) or not np.isfinite(s).all()
+    dev = np.abs(s.astype(np.float64) - 1.0)
+    i = int(np.argmax(dev))
+    return bad, start, float(dev[i]), start + i
+
+
+def _renormalize_block(start, block, out):
+    out[:] = block / np.add.reduce(block, axis=1, dtype=np.float64, keepdims=True)
+
+
+def _renormalized(P, src):
+    """Rows of ``P`` divided by their sums, in P's dtype: in memory, or in a temporary memory-mapped
+    file when ``P`` itself is memory-mapped (so that out-of-core inputs stay out of core)."""
+    if not src.is_memmap:
+        return (P / np.add.reduce(P, axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
+    import tempfile
+
+    tmp = tempfile.TemporaryFile(prefix="noisylab-renormalized-")
+    out = np.memmap(tmp, dtype=P.dtype, mode="w+", shape=P.shape)
+    src.map(_renormalize_block, out, desc="renormalising pred_probs")
+    out.flush()
+    return out
 
 
 def check_labels_and_pred_probs(labels, pred_probs, *, require_two_classes: bool = True):

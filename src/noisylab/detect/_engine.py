@@ -1,39 +1,43 @@
-"""Streaming confident-learning engine: a few passes over row chunks of ``pred_probs``.
+"""Streaming confident-learning engine: a few passes over row blocks of ``pred_probs``.
 
-Used by every filter of :func:`noisylab.find_label_issues`.  Works the same
-on in-memory arrays and memory-mapped ``.npy`` files (memory stays bounded
-by ``chunk_rows x K`` plus a few n-length vectors), never copies
-``pred_probs`` and keeps its dtype.
+Used by every filter of :func:`noisylab.find_label_issues` and by the counts.
+Each pass is a block function plus a combine step (see :mod:`noisylab._chunks`),
+so the same code runs on in-memory arrays (blocks in a thread pool),
+memory-mapped ``.npy`` files (pages released after each block, memory
+bounded by a few blocks plus some n-length vectors) and Dask arrays.
+``pred_probs`` is never copied and keeps its dtype.
 
 Passes
 ------
-1. Per chunk: self-confidence ``P[i, y_i]``, argmax prediction and its
-   value, and (for the noise-rate filters) every *positive* margin
-   ``p_j - p_{y_i} > 0`` of the rows whose prediction is not their label.
-2. Per chunk, with the per-class thresholds from pass 1: the confident joint
-   and the rows counted off its diagonal.
+1. Per block: self-confidence ``P[i, y_i]``, argmax prediction and its
+   value, and (for the noise-rate filters) the *positive* margins
+   ``p_j - p_{y_i} > 0`` of the ``TOP_MARGINS`` most probable classes of the
+   rows whose prediction is not their label; ``bound[k]`` is an upper bound
+   of every margin of a row labelled k that was not recorded.
+2. Per block, with the per-class thresholds from pass 1: the class each row
+   is confidently counted as (or -1); the confident joint and the rows off
+   its diagonal follow with one ``bincount``.
 
 Prune by noise rate then needs no further pass: for a cell (given k,
-suspected j) with count c, the c largest margins ``p_j - p_k`` over the
-rows labelled k are all positive whenever at least c rows have a positive
-margin, and those rows are exactly the recorded ones.  Only the rare cells
-with fewer positive margins than c read their two columns again.  The final
-argmax check is computed from the argmax, its value and the self-confidence.
+suspected j) with count c, the c largest margins ``p_j - p_k`` over the rows
+labelled k are the c largest recorded ones whenever at least c were
+recorded and the c-th exceeds ``bound[k]`` (rows predicted as their label
+have no positive margin at all).  The rare other cells read their two
+columns again (one gather per class).  The final argmax check is computed
+from the argmax, its value and the self-confidence.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from ._kernels import iter_chunks, select_largest
-
-#: Rows per chunk: small enough that a chunk stays in cache across the passes.
-ENGINE_CHUNK_ROWS = 1 << 12
-
+from .._chunks import as_chunked, concat
+from ._kernels import select_largest
 
 #: Margins recorded per mispredicted row (its largest probabilities).
-TOP_MARGINS = 4
+TOP_MARGINS = 5
 
 
 @dataclass
@@ -49,82 +53,112 @@ class RowStats:
     bound: np.ndarray | None = None      # (K,) per given class: upper bound of every unrecorded margin
 
 
-def pass_rows(y, P, *, want_positive_margins=False, chunk_rows=ENGINE_CHUNK_ROWS) -> RowStats:
-    """Pass 1.  With ``want_positive_margins``, each row whose argmax is not its label records the
-    positive margins ``p_j - p_y`` of its ``TOP_MARGINS`` most probable classes; ``bound[k]`` is the
-    largest margin any row labelled k did *not* record (its next-largest probability minus p_y)."""
-    n, K = P.shape
-    idx_dtype = np.int16 if K <= np.iinfo(np.int16).max else np.int32
-    sc = np.empty(n, dtype=P.dtype)
-    pred = np.empty(n, dtype=idx_dtype)
-    pmax = np.empty(n, dtype=P.dtype)
-    rows_l, cls_l, val_l = [], [], []
-    T = min(TOP_MARGINS, K - 1)
+def _index_dtype(K):
+    return np.int16 if K <= np.iinfo(np.int16).max else np.int32
+
+
+# --------------------------------------------------------------------------- pass 1
+def _rows_block(start, block, yy, *, n_top):
+    """Block function of pass 1; ``n_top`` = 0 records no margins."""
+    m, K = block.shape
+    r = np.arange(m)
+    am = block.argmax(axis=1)
+    own = block[r, yy]
+    pmax = block[r, am]
+    pred = am.astype(_index_dtype(K))
+    if not n_top:
+        return own, pred, pmax
     bound = np.full(K, -np.inf)
-    for a, b in iter_chunks(n, chunk_rows):
-        block = P[a:b]
-        yy = y[a:b]
-        r = np.arange(b - a)
-        am = block.argmax(axis=1)
-        pred[a:b] = am
-        own = block[r, yy]
-        sc[a:b] = own
-        pmax[a:b] = block[r, am]
-        if want_positive_margins:
-            cand = np.flatnonzero(am != yy)
-            if cand.size == 0:
-                continue
-            cb = block[cand]
-            own_c = own[cand, None]
-            if T >= K - 1:  # every class is recorded
-                mu = cb - own_c
-                ci, cj = np.nonzero(mu > 0)
-                cls = cj
-                vals = mu[ci, cj]
-            else:
-                part = np.argpartition(cb, K - T - 1, axis=1)
-                top = part[:, K - T:]
-                mu = np.take_along_axis(cb, top, axis=1) - own_c
-                ci, ti = np.nonzero(mu > 0)
-                cls = top[ci, ti]
-                vals = mu[ci, ti]
-                rest = np.take_along_axis(cb, part[:, K - T - 1:K - T], axis=1) - own_c
-                np.maximum.at(bound, yy[cand], rest[:, 0].astype(np.float64))
-            rows_l.append(cand[ci] + a)
-            cls_l.append(cls)
-            val_l.append(vals)
-    stats = RowStats(sc, pred, pmax)
+    cand = np.flatnonzero(am != yy)
+    if cand.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return own, pred, pmax, empty, empty, np.empty(0, dtype=block.dtype), bound
+    cb = block[cand]
+    own_c = own[cand]
+    if n_top >= K - 1:  # every class is recorded
+        floor = own_c
+    else:
+        # Record the values above the (n_top + 1)-th largest (at most n_top per row); every
+        # unrecorded value is <= it, which bounds the unrecorded margins of the row's class.
+        nth = np.partition(cb, K - n_top - 1, axis=1)[:, K - n_top - 1]
+        floor = np.maximum(nth, own_c)
+        np.maximum.at(bound, yy[cand], (nth - own_c).astype(np.float64))
+    flat = np.flatnonzero(cb > floor[:, None])
+    ci, cls = np.divmod(flat, K)
+    vals = cb.ravel()[flat] - own_c[ci]
+    return own, pred, pmax, cand[ci] + start, cls.astype(np.int64), vals, bound
+
+
+def _combine_rows(parts, *, n_top, dtype, K):
+    sc = concat([p[0] for p in parts], dtype)
+    pred = concat([p[1] for p in parts], _index_dtype(K))
+    pmax = concat([p[2] for p in parts], dtype)
+    if not n_top:
+        return (sc, pred, pmax)
+    bound = np.full(K, -np.inf)
+    for p in parts:
+        np.maximum(bound, p[6], out=bound)
+    return (sc, pred, pmax, concat([p[3] for p in parts], np.int64), concat([p[4] for p in parts], np.int64),
+            concat([p[5] for p in parts], dtype), bound)
+
+
+def pass_rows(y, P, *, want_positive_margins=False, desc="pass 1/2: predictions") -> RowStats:
+    """Pass 1 over ``P`` (an array or a runner from :mod:`noisylab._chunks`)."""
+    src = as_chunked(P)
+    K = src.shape[1]
+    n_top = min(TOP_MARGINS, K - 1) if want_positive_margins else 0
+    out = src.run(partial(_rows_block, n_top=n_top),
+                  partial(_combine_rows, n_top=n_top, dtype=src.dtype, K=K), y, desc=desc)
+    stats = RowStats(*out[:3])
     if want_positive_margins:
-        stats.bound = bound
-        if rows_l:
-            stats.pos_rows = np.concatenate(rows_l)
-            stats.pos_cls = np.concatenate(cls_l).astype(np.int64)
-            stats.pos_val = np.concatenate(val_l)
-        else:
-            stats.pos_rows = np.empty(0, dtype=np.int64)
-            stats.pos_cls = np.empty(0, dtype=np.int64)
-            stats.pos_val = np.empty(0, dtype=P.dtype)
+        stats.pos_rows, stats.pos_cls, stats.pos_val, stats.bound = out[3:]
     return stats
 
 
-def pass_confident_joint(y, P, thresholds, pred, *, want_offdiag=False, chunk_rows=ENGINE_CHUNK_ROWS):
+def _own_block(start, block, yy):
+    return block[np.arange(block.shape[0]), yy]
+
+
+def self_confidence_of(y, P, desc="self-confidence"):
+    """``P[i, y_i]`` (n,) in P's dtype: one gather in memory, a streaming pass otherwise."""
+    src = as_chunked(P)
+    if src.kind == "numpy" and not src.is_memmap:
+        return src.P[np.arange(src.shape[0]), y]
+    return src.run(_own_block, partial(concat, dtype=src.dtype), y, desc=desc)
+
+
+# --------------------------------------------------------------------------- pass 2
+def _guess_block(start, block, pred, *, thr):
+    """Class each row is confidently counted as: the only class above its threshold, the argmax when
+    several are, -1 when none is."""
+    above = block >= thr
+    cnt = np.count_nonzero(above, axis=1)
+    guess = np.where(cnt == 1, above.argmax(axis=1), pred).astype(pred.dtype)
+    guess[cnt == 0] = -1
+    return guess
+
+
+def _combine_guess(parts, *, dtype):
+    return concat(parts, dtype)
+
+
+def pass_confident_joint(y, P, thresholds, pred, *, want_offdiag=False, desc="pass 2/2: confident joint"):
     """Raw confident joint (C[given, guess], Fortran-ordered as the reference) and off-diagonal rows."""
-    n, K = P.shape
+    src = as_chunked(P)
+    K = src.shape[1]
     thr = thresholds - 1e-6  # in the thresholds' dtype
-    cj = np.zeros(K * K, dtype=np.int64)
-    offdiag = np.zeros(n, dtype=bool) if want_offdiag else None
-    for a, b in iter_chunks(n, chunk_rows):
-        above = P[a:b] >= thr
-        cnt = np.count_nonzero(above, axis=1)
-        guess = np.where(cnt == 1, above.argmax(axis=1), pred[a:b])
-        keep = cnt > 0
-        yy = y[a:b]
-        cj += np.bincount(guess[keep] * K + yy[keep], minlength=K * K)
-        if want_offdiag:
-            offdiag[a:b] = keep & (guess != yy)
+    guess = src.run(partial(_guess_block, thr=thr), partial(_combine_guess, dtype=pred.dtype), pred, desc=desc)
+    keep = guess >= 0
+    g = guess[keep].astype(np.int64)
+    cj = np.bincount(g * K + y[keep], minlength=K * K)
+    offdiag = None
+    if want_offdiag:
+        offdiag = keep.copy()
+        offdiag[keep] = g != y[keep]
     return cj.reshape(K, K).T, offdiag
 
 
+# --------------------------------------------------------------------------- PBNR
 def post_filter_keep(y, stats: RowStats, idx):
     """For rows ``idx``: does the argmax differ from the label once P[i, y_i] gets +1e-6 (in P's dtype)?
 
@@ -139,6 +173,34 @@ def post_filter_keep(y, stats: RowStats, idx):
     return (am != yy) & ((m > bumped) | ((m == bumped) & (am < yy)))
 
 
+def _desc_keys(val):
+    """16-bit radix digits (least significant first) of a key sorting positive floats in DEcreasing order."""
+    bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[val.dtype.itemsize]
+    u = val.view(bits)
+    inv = np.iinfo(bits).max - u  # positive floats order as their bit patterns
+    return [(inv >> np.array(16 * d, dtype=bits)).astype(np.uint16) for d in range(val.dtype.itemsize // 2)]
+
+
+def _cell_order(key, val, n_cells):
+    """Permutation sorting entries by cell (ascending), margin (descending), position (ascending).
+
+    A least-significant-digit radix sort made of stable 16-bit ``argsort``
+    passes (NumPy sorts 16-bit keys with a radix sort), several times faster
+    than a comparison sort of the margins.
+    """
+    digits = _desc_keys(val)
+    if n_cells <= 1 << 16:
+        digits.append(key.astype(np.uint16))
+    else:
+        k = key.astype(np.uint32)
+        digits.append((k & 0xFFFF).astype(np.uint16))
+        digits.append((k >> 16).astype(np.uint16))
+    order = np.argsort(digits[0], kind="stable")
+    for d in digits[1:]:
+        order = order[np.argsort(d[order], kind="stable")]
+    return order
+
+
 def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     """Rows flagged by PBNR: for each (given k, suspected j) cell, the ``counts[j, k]`` largest margins.
 
@@ -146,31 +208,28 @@ def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     Ties at a cut-off go to the lowest row index.  A cell is decided from
     the margins recorded in pass 1 when it has at least c of them and its
     c-th largest exceeds ``stats.bound`` of its class (so no unrecorded
-    margin can compete; rows predicted as their label have no positive
-    margin at all); otherwise its two columns are read again.
+    margin can compete); otherwise its two columns are read again.
     ``order_bounds`` returns (order, bounds) of the rows grouped by label.
     """
-    n, K = P.shape
+    src = as_chunked(P)
+    n, K = src.shape
     C = counts.copy()
     np.fill_diagonal(C, 0)
     cell_count = C.T.ravel()  # [k*K + j] -> counts[j, k]
     rows, cls, val = stats.pos_rows, stats.pos_cls, stats.pos_val
-    key = y[rows].astype(np.int64) * K + cls  # cell (given k, suspected j) as k*K + j
-    # by cell, margin descending, row ascending: rows were recorded in increasing order, so two
-    # stable sorts (margin, then cell: a radix sort when the cell id fits 16 bits) do it.
-    by_val = np.argsort(-val, kind="stable")
-    cell_key = key.astype(np.uint16) if K * K <= np.iinfo(np.uint16).max + 1 else key
-    order = by_val[np.argsort(cell_key[by_val], kind="stable")]
-    key_s = key[order]
-    starts = np.searchsorted(key_s, key_s, side="left")
-    rank = np.arange(key_s.size) - starts
-
+    key = y[rows] * K + cls  # cell (given k, suspected j) as k*K + j
+    order = _cell_order(key, val, K * K)
     n_rec = np.bincount(key, minlength=K * K)
+    starts = np.zeros(K * K + 1, dtype=np.int64)
+    np.cumsum(n_rec, out=starts[1:])
+    key_s = key[order]
+    rank = np.arange(key_s.size) - starts[key_s]
+
     need = np.flatnonzero(cell_count > 0)
     ok = n_rec[need] >= cell_count[need]
     if ok.any():
         cells = need[ok]
-        cut = np.searchsorted(key_s, cells, side="left") + cell_count[cells] - 1
+        cut = starts[cells] + cell_count[cells] - 1
         ok[ok] = val[order[cut]].astype(np.float64) > stats.bound[cells // K]
     cell_ok = np.zeros(K * K, dtype=bool)
     cell_ok[need[ok]] = True
@@ -181,11 +240,15 @@ def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     if redo.size:
         grp_order, bounds = order_bounds()
         redo_k, redo_j = np.divmod(redo, K)
-        for k in np.unique(redo_k):
+        classes = np.unique(redo_k)
+        requests = []
+        for k in classes:
             js = redo_j[redo_k == k]
-            class_rows = grp_order[bounds[k]:bounds[k + 1]]
-            cols = P[np.ix_(class_rows, np.append(js, k))]  # (n_k, |js| + 1): one gather per class
-            mu = cols[:, :-1] - cols[:, -1:]
-            for t, j in enumerate(js):
+            requests.append((grp_order[bounds[k]:bounds[k + 1]], np.append(js, k)))
+        # one gather per class: (n_k, |js| + 1)
+        for (class_rows, cols), block in zip(requests, src.gather_many(requests)):
+            k = cols[-1]
+            mu = block[:, :-1] - block[:, -1:]
+            for t, j in enumerate(cols[:-1]):
                 flagged[class_rows[select_largest(mu[:, t], int(cell_count[k * K + j]))]] = True
     return flagged

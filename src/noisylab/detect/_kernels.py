@@ -9,15 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Number of rows processed at once; bounds every temporary to CHUNK_ROWS x K.
-CHUNK_ROWS = 1 << 15
-
-
-def iter_chunks(n: int, chunk_rows: int = CHUNK_ROWS):
-    for start in range(0, n, chunk_rows):
-        yield start, min(start + chunk_rows, n)
-
-
 def compact_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Return ``y`` in the narrowest unsigned dtype (radix sorts are O(n))."""
     if n_classes <= np.iinfo(np.uint8).max:
@@ -38,22 +29,6 @@ def group_by_label(y: np.ndarray, n_classes: int):
     bounds = np.zeros(n_classes + 1, dtype=np.int64)
     np.cumsum(counts, out=bounds[1:])
     return order, bounds
-
-
-def self_confidence(P: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``P[i, y_i]`` for every row, in ``P``'s dtype."""
-    return P[np.arange(P.shape[0]), y]
-
-
-def max_other(P: np.ndarray, y: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-    """``max_{j != y_i} P[i, j]`` for every row, in ``P``'s dtype."""
-    n = P.shape[0]
-    out = np.empty(n, dtype=P.dtype)
-    for a, b in iter_chunks(n, chunk_rows):
-        block = P[a:b].copy()
-        block[np.arange(b - a), y[a:b]] = -np.inf
-        np.max(block, axis=1, out=out[a:b])
-    return out
 
 
 def select_largest(values: np.ndarray, c: int) -> np.ndarray:

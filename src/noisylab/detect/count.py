@@ -32,8 +32,8 @@ from .._validation import (
     check_option,
     check_random_state,
 )
-from ._engine import pass_confident_joint, pass_rows, post_filter_keep
-from ._kernels import group_by_label, round_preserving_row_totals, self_confidence
+from ._engine import pass_confident_joint, pass_rows, post_filter_keep, self_confidence_of
+from ._kernels import group_by_label, round_preserving_row_totals
 
 __all__ = [
     "get_confident_thresholds",
@@ -68,7 +68,7 @@ def _thresholds(y, P, order=None, bounds=None, sc=None):
     if order is None:
         order, bounds = group_by_label(y, K)
     if sc is None:
-        sc = self_confidence(P, y)
+        sc = self_confidence_of(y, P)
     sc_sorted = sc[order]
     values = []
     for k in range(K):

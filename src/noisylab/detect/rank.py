@@ -6,10 +6,13 @@ to floating-point identity (checked by differential tests), in the dtype of
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from .._chunks import as_chunked, concat
 from .._validation import NoisylabInputError, check_labels_and_pred_probs, check_option
-from ._kernels import iter_chunks, max_other, self_confidence
+from ._engine import self_confidence_of
 
 __all__ = [
     "RANKING_METHODS",
@@ -23,54 +26,66 @@ __all__ = [
 RANKING_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 
-def _self_confidence(y, P):
-    return self_confidence(P, y)
+def _adjust_block(block, t):
+    """``adjust_pred_probs``: subtract the thresholds (shifted by their max) and renormalise each row."""
+    out = block - t
+    out += t.max()
+    return out / out.sum(axis=1, keepdims=True)
 
 
-def _normalized_margin(y, P):
-    sc = self_confidence(P, y)
-    return (sc - max_other(P, y) + 1) / 2
+def _sc_block(start, block, yy, *, t=None):
+    if t is not None:
+        block = _adjust_block(block, t)
+    return block[np.arange(block.shape[0]), yy]
 
 
-def _confidence_weighted_entropy(y, P):
+def _margin_block(start, block, yy, *, t=None):
+    if t is not None:
+        block = _adjust_block(block, t)
+    else:
+        block = block.copy()
+    r = np.arange(block.shape[0])
+    sc = block[r, yy]
+    block[r, yy] = -np.inf
+    return (sc - block.max(axis=1) + 1) / 2
+
+
+def _entropy_block(start, block, yy):
     from scipy.special import xlogy  # lazy: keeps `import noisylab` light
 
-    n, K = P.shape
-    entropy = np.concatenate([-np.sum(xlogy(P[a:b], P[a:b]), axis=1) for a, b in iter_chunks(n)])
+    # xlogy's float32 loop is libm's logf, as in the reference; numpy's SIMD log differs in the last bit.
+    return -np.sum(xlogy(block, block), axis=1), block[np.arange(block.shape[0]), yy]
+
+
+def _combine_entropy(parts, *, K):
+    entropy = concat([p[0] for p in parts])
+    sc = concat([p[1] for p in parts])
     entropy = entropy / np.log(K)
-    sc = np.clip(self_confidence(P, y), 1e-6, None)
+    sc = np.clip(sc, 1e-6, None)
     s = entropy / sc
     return np.log(s + 1) / np.clip(s, 1e-6, None)
 
 
-_SCORERS = {
-    "self_confidence": _self_confidence,
-    "normalized_margin": _normalized_margin,
-    "confidence_weighted_entropy": _confidence_weighted_entropy,
-}
-
-
-def _adjust(y, P):
-    from .count import _thresholds
-
-    t = _thresholds(y, P)
-    out = np.empty(P.shape, dtype=np.result_type(P.dtype, t.dtype))
-    shift = t.max()
-    for a, b in iter_chunks(P.shape[0]):
-        block = P[a:b] - t
-        block += shift
-        out[a:b] = block / block.sum(axis=1, keepdims=True)
-    return out
-
-
 def _scores(y, P, method="self_confidence", adjust_pred_probs=False):
+    """Label-quality scores of validated inputs; ``P`` is an array or a runner of :mod:`noisylab._chunks`."""
+    src = as_chunked(P)
+    K = src.shape[1]
+    t = None
     if adjust_pred_probs:
         if method == "confidence_weighted_entropy":
             raise NoisylabInputError(
                 "adjust_pred_probs=True is not available with method='confidence_weighted_entropy'."
             )
-        P = _adjust(y, P)
-    return _SCORERS[method](y, P)
+        from .count import _thresholds
+
+        t = _thresholds(y, src)
+    if method == "self_confidence":
+        if t is None:
+            return self_confidence_of(y, src)
+        return src.run(partial(_sc_block, t=t), concat, y, desc="scores")
+    if method == "normalized_margin":
+        return src.run(partial(_margin_block, t=t), concat, y, desc="scores")
+    return src.run(_entropy_block, partial(_combine_entropy, K=K), y, desc="scores")
 
 
 def get_label_quality_scores(labels, pred_probs, *, method="self_confidence", adjust_pred_probs=False):
@@ -108,19 +123,19 @@ def get_label_quality_scores(labels, pred_probs, *, method="self_confidence", ad
 def get_self_confidence_for_each_label(labels, pred_probs):
     """``pred_probs[i, labels[i]]`` (n,)."""
     y, P = check_labels_and_pred_probs(labels, pred_probs, require_two_classes=False)
-    return _self_confidence(y, P)
+    return _scores(y, P, "self_confidence")
 
 
 def get_normalized_margin_for_each_label(labels, pred_probs):
     """``(p(ỹ|x) - max_{j != ỹ} p(j|x) + 1) / 2`` (n,)."""
     y, P = check_labels_and_pred_probs(labels, pred_probs, require_two_classes=False)
-    return _normalized_margin(y, P)
+    return _scores(y, P, "normalized_margin")
 
 
 def get_confidence_weighted_entropy_for_each_label(labels, pred_probs):
     """Confidence-weighted entropy score (n,); see :func:`get_label_quality_scores`."""
     y, P = check_labels_and_pred_probs(labels, pred_probs, require_two_classes=False)
-    return _confidence_weighted_entropy(y, P)
+    return _scores(y, P, "confidence_weighted_entropy")
 
 
 def _order(mask_or_idx, scores):

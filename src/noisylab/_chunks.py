@@ -1,0 +1,248 @@
+"""Row-chunked execution over an ``(n, K)`` array: threads, memory-mapped files, Dask, progress.
+
+Every pass of the detection engine and of the input validation is written as
+a *block function* ``fn(start, block, *row_slices) -> result`` applied to
+consecutive row blocks, followed by a *combine* step over the block results
+(in row order).  :class:`Chunked` runs such a pass on a NumPy array or a
+``np.memmap``; :class:`noisylab.detect._dask.DaskChunked` runs the same block
+functions on the blocks of a ``dask.array`` (optionally on a
+``dask.distributed`` cluster).  Results do not depend on how the rows are
+split into blocks.
+
+Memory-mapped inputs
+    After a block is processed its pages are dropped from the process
+    (``madvise(MADV_DONTNEED)``; the kernel's page cache keeps them), so the
+    resident memory stays bounded by a few blocks however large the file is.
+
+Threads
+    NumPy releases the GIL inside its loops, so blocks run in a small pool of
+    threads (no process pool: nothing is pickled or copied).  The pool size is
+    ``NOISYLAB_NUM_THREADS`` if set, else the number of usable CPUs (at most
+    8).  Small inputs run in the calling thread.
+"""
+from __future__ import annotations
+
+import contextvars
+import mmap
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+#: Rows per block of the in-memory / memory-mapped runner.
+CHUNK_ROWS = 1 << 12
+#: Inputs with fewer elements than this run in the calling thread.
+PARALLEL_MIN_ELEMENTS = 1 << 21
+#: Upper bound of the default thread count.
+MAX_DEFAULT_THREADS = 8
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+_PAGE = mmap.PAGESIZE
+_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("noisylab_progress", default=None)
+
+
+@contextmanager
+def progress_callback(callback: Callable[[str, int, int], None] | None):
+    """Within this block, every pass over ``pred_probs`` reports ``callback(desc, rows_done, rows_total)``.
+
+    Used by the CLI to show progress on large inputs; the callback may be
+    called from worker threads.
+    """
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def default_threads() -> int:
+    """Threads used for row blocks: ``$NOISYLAB_NUM_THREADS`` or the usable CPUs (at most 8)."""
+    env = os.environ.get("NOISYLAB_NUM_THREADS")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value >= 1:
+            return value
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_THREADS))
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE != size:
+            if _POOL is not None:
+                _POOL.shutdown(wait=True)
+            _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="noisylab")
+            _POOL_SIZE = size
+        return _POOL
+
+
+def iter_chunks(n: int, chunk_rows: int = CHUNK_ROWS):
+    for start in range(0, n, chunk_rows):
+        yield start, min(start + chunk_rows, n)
+
+
+def _mmap_base(P) -> tuple[mmap.mmap, int] | None:
+    """The ``mmap`` object behind ``P`` and its base address, or None for ordinary memory."""
+    mm = getattr(P, "_mmap", None)
+    if not isinstance(mm, mmap.mmap):
+        return None
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    except (TypeError, ValueError):  # pragma: no cover - closed map
+        return None
+    return mm, base
+
+
+class Progress:
+    """Thread-safe progress counter calling ``callback(desc, done, total)`` as rows complete."""
+
+    def __init__(self, callback: Callable[[str, int, int], None] | None):
+        self.callback = callback
+        self._lock = threading.Lock()
+        self._done = 0
+        self._total = 0
+        self._desc = ""
+
+    def start(self, desc: str, total: int) -> None:
+        with self._lock:
+            self._desc, self._done, self._total = desc, 0, total
+        if self.callback is not None:
+            self.callback(desc, 0, total)
+
+    def advance(self, rows: int) -> None:
+        if self.callback is None:
+            return
+        with self._lock:
+            self._done += rows
+            done = self._done
+        self.callback(self._desc, done, self._total)
+
+
+class Chunked:
+    """Run block functions over the rows of an in-memory or memory-mapped array.
+
+    Parameters
+    ----------
+    P : ndarray or np.memmap of shape (n, K)
+    chunk_rows : int
+        Rows per block.
+    n_threads : int, optional
+        Threads for the blocks (default :func:`default_threads`).
+    progress : callable(desc, rows_done, rows_total), optional
+        Called from the worker threads as blocks complete.
+    """
+
+    kind = "numpy"
+
+    def __init__(self, P, *, chunk_rows: int = CHUNK_ROWS, n_threads: int | None = None, progress=None):
+        self.P = P
+        self.shape = P.shape
+        self.dtype = P.dtype
+        self.chunk_rows = int(chunk_rows)
+        self.n_threads = default_threads() if n_threads is None else max(1, int(n_threads))
+        if progress is None:
+            progress = _PROGRESS.get()
+        self.progress = progress if isinstance(progress, Progress) else Progress(progress)
+        self._mm = _mmap_base(P)
+
+    @property
+    def is_memmap(self) -> bool:
+        return self._mm is not None
+
+    # ------------------------------------------------------------------ memory
+    def release(self, block) -> None:
+        """Drop the pages of ``block`` (a view into a memory-mapped ``P``) from this process."""
+        if self._mm is None or block.size == 0:
+            return
+        mm, base = self._mm
+        start = block.ctypes.data - base
+        stop = start + block.nbytes
+        lo = (start // _PAGE) * _PAGE
+        hi = min(-(-stop // _PAGE) * _PAGE, len(mm))
+        if hi > lo:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (OSError, ValueError):  # pragma: no cover - platform without madvise
+                pass
+
+    def release_all(self) -> None:
+        if self._mm is not None:
+            mm, _ = self._mm
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, 0, len(mm))
+            except (OSError, ValueError):  # pragma: no cover
+                pass
+
+    # ------------------------------------------------------------------ passes
+    def _parallel(self) -> bool:
+        n, K = self.shape
+        return self.n_threads > 1 and n * K >= PARALLEL_MIN_ELEMENTS and n > self.chunk_rows
+
+    def map(self, fn: Callable, *row_vectors: np.ndarray, desc: str | None = None, offset: int = 0,
+            parallel: bool | None = None) -> list:
+        """``[fn(offset + a, P[a:b], *(v[a:b] for v in row_vectors)) for each block]`` in row order."""
+        n = self.shape[0]
+        spans = list(iter_chunks(n, self.chunk_rows))
+        if desc is not None:
+            self.progress.start(desc, n)
+
+        def task(span):
+            a, b = span
+            block = self.P[a:b]
+            out = fn(offset + a, block, *(v[a:b] for v in row_vectors))
+            self.release(block)
+            if desc is not None:
+                self.progress.advance(b - a)
+            return out
+
+        use_threads = self._parallel() if parallel is None else (parallel and self.n_threads > 1)
+        if use_threads and len(spans) > 1:
+            return list(_pool(self.n_threads).map(task, spans))
+        return [task(s) for s in spans]
+
+    def run(self, fn: Callable, combine: Callable, *row_vectors: np.ndarray, desc: str | None = None):
+        """``combine(self.map(fn, *row_vectors))``: one pass of the engine."""
+        return combine(self.map(fn, *row_vectors, desc=desc))
+
+    def gather(self, rows: np.ndarray, cols: np.ndarray, batch_rows: int = 1 << 16) -> np.ndarray:
+        """``P[rows][:, cols]`` for increasing ``rows`` (memory-mapped input: in batches, pages released)."""
+        rows = np.asarray(rows)
+        cols = np.asarray(cols)
+        if self._mm is None:
+            return self.P[np.ix_(rows, cols)]
+        out = np.empty((rows.shape[0], cols.shape[0]), dtype=self.dtype)
+        for a, b in iter_chunks(rows.shape[0], batch_rows):
+            r = rows[a:b]
+            out[a:b] = self.P[np.ix_(r, cols)]
+            self.release(self.P[int(r[0]):int(r[-1]) + 1])
+        return out
+
+    def gather_many(self, requests: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`gather` for several ``(rows, cols)`` requests."""
+        return [self.gather(r, c) for r, c in requests]
+
+
+def as_chunked(P, **kwargs):
+    """Wrap ``P`` in a runner unless it already is one."""
+    if hasattr(P, "map") and hasattr(P, "gather_many") and not isinstance(P, np.ndarray):
+        return P
+    return Chunked(P, **kwargs)
+
+
+def concat(parts: Sequence[np.ndarray], dtype=None) -> np.ndarray:
+    """Concatenate block results (an empty list gives an empty array of ``dtype``)."""
+    if not parts:
+        return np.empty(0, dtype=dtype if dtype is not None else np.float64)
+    return np.concatenate(parts)
