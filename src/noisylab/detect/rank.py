@@ -57,9 +57,11 @@ def _entropy_block(start, block, yy):
     return -np.sum(xlogy(block, block), axis=1), block[np.arange(block.shape[0]), yy]
 
 
-def _combine_entropy(parts, *, K):
-    entropy = concat([p[0] for p in parts])
-    sc = concat([p[1] for p in parts])
+def _combine_pairs(parts):
+    return concat([p[0] for p in parts]), concat([p[1] for p in parts])
+
+
+def _cwe_from_entropy(entropy, sc, K):
     entropy = entropy / np.log(K)
     sc = np.clip(sc, 1e-6, None)
     s = entropy / sc
@@ -85,7 +87,8 @@ def _scores(y, P, method="self_confidence", adjust_pred_probs=False):
         return src.run(partial(_sc_block, t=t), concat, y, desc="scores")
     if method == "normalized_margin":
         return src.run(partial(_margin_block, t=t), concat, y, desc="scores")
-    return src.run(_entropy_block, partial(_combine_entropy, K=K), y, desc="scores")
+    entropy, sc = src.run(_entropy_block, _combine_pairs, y, desc="scores")
+    return _cwe_from_entropy(entropy, sc, K)
 
 
 def get_label_quality_scores(labels, pred_probs, *, method="self_confidence", adjust_pred_probs=False):
