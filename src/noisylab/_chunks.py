@@ -32,8 +32,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-#: Rows per block of the in-memory / memory-mapped runner.
+#: Default rows per block for the Dask sub-blocks and other fixed-size loops.
 CHUNK_ROWS = 1 << 12
+#: Target bytes of one block of the in-memory / memory-mapped runner: a block and its
+#: temporaries stay in a core's L2 cache through the several operations of a pass.
+CHUNK_BYTES = 1 << 20
 #: Inputs with fewer elements than this run in the calling thread.
 PARALLEL_MIN_ELEMENTS = 1 << 21
 #: Upper bound of the default thread count.
@@ -88,6 +91,11 @@ def _pool(size: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def auto_chunk_rows(n_cols: int, itemsize: int) -> int:
+    """Rows per block so that a block is about :data:`CHUNK_BYTES` (256 to 65536 rows)."""
+    return int(np.clip(CHUNK_BYTES // max(1, n_cols * itemsize), 256, 1 << 16))
+
+
 def iter_chunks(n: int, chunk_rows: int = CHUNK_ROWS):
     for start in range(0, n, chunk_rows):
         yield start, min(start + chunk_rows, n)
@@ -136,8 +144,8 @@ class Chunked:
     Parameters
     ----------
     P : ndarray or np.memmap of shape (n, K)
-    chunk_rows : int
-        Rows per block.
+    chunk_rows : int, optional
+        Rows per block (default: about 1 MiB per block, see :func:`auto_chunk_rows`).
     n_threads : int, optional
         Threads for the blocks (default :func:`default_threads`).
     progress : callable(desc, rows_done, rows_total), optional
@@ -146,10 +154,12 @@ class Chunked:
 
     kind = "numpy"
 
-    def __init__(self, P, *, chunk_rows: int = CHUNK_ROWS, n_threads: int | None = None, progress=None):
+    def __init__(self, P, *, chunk_rows: int | None = None, n_threads: int | None = None, progress=None):
         self.P = P
         self.shape = P.shape
         self.dtype = P.dtype
+        if chunk_rows is None:
+            chunk_rows = auto_chunk_rows(P.shape[1], P.dtype.itemsize)
         self.chunk_rows = int(chunk_rows)
         self.n_threads = default_threads() if n_threads is None else max(1, int(n_threads))
         if progress is None:

@@ -194,7 +194,7 @@ def _is_dask_array(x) -> bool:
     return type(x).__module__.startswith("dask.array") and hasattr(x, "chunks") and hasattr(x, "dask")
 
 
-def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 1 << 13) -> np.ndarray:
+def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int | None = None) -> np.ndarray:
     """Validate an ``(n, K)`` matrix of predicted probabilities.
 
     The array's float dtype is kept (float16/32/64; other dtypes are
@@ -239,7 +239,8 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int = 
                     desc="checking pred_probs")
     bad = [p for p in parts if p[0]]
     if bad:
-        _check_finite_nonneg(P[bad[0][1]:bad[0][1] + chunk_rows], name, chunk_rows, offset=bad[0][1])
+        a = bad[0][1]
+        _check_finite_nonneg(P[a:a + src.chunk_rows], name, src.chunk_rows, offset=a)
     worst, worst_row = max(((p[2], p[3]) for p in parts), key=lambda t: (t[0], -t[1]))
     if worst > tol:
         row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))

@@ -71,8 +71,8 @@ def _rows_block(start, block, yy, *, n_top):
     bound = np.full(K, -np.inf)
     cand = np.flatnonzero(am != yy)
     if cand.size == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return own, pred, pmax, empty, empty, np.empty(0, dtype=block.dtype), bound
+        return (own, pred, pmax, np.empty(0, dtype=np.int64), np.empty(0, dtype=pred.dtype),
+                np.empty(0, dtype=block.dtype), bound)
     cb = block[cand]
     own_c = own[cand]
     if n_top >= K - 1:  # every class is recorded
@@ -86,7 +86,9 @@ def _rows_block(start, block, yy, *, n_top):
     flat = np.flatnonzero(cb > floor[:, None])
     ci, cls = np.divmod(flat, K)
     vals = cb.ravel()[flat] - own_c[ci]
-    return own, pred, pmax, cand[ci] + start, cls.astype(np.int64), vals, bound
+    rows = cand[ci] + start
+    rows = rows.astype(np.int32 if start + m <= np.iinfo(np.int32).max else np.int64)
+    return own, pred, pmax, rows, cls.astype(pred.dtype), vals, bound
 
 
 def _combine_rows(parts, *, n_top, dtype, K):
@@ -98,7 +100,7 @@ def _combine_rows(parts, *, n_top, dtype, K):
     bound = np.full(K, -np.inf)
     for p in parts:
         np.maximum(bound, p[6], out=bound)
-    return (sc, pred, pmax, concat([p[3] for p in parts], np.int64), concat([p[4] for p in parts], np.int64),
+    return (sc, pred, pmax, concat([p[3] for p in parts], np.int64), concat([p[4] for p in parts], pred.dtype),
             concat([p[5] for p in parts], dtype), bound)
 
 
@@ -128,18 +130,29 @@ def self_confidence_of(y, P, desc="self-confidence"):
 
 
 # --------------------------------------------------------------------------- pass 2
-def _guess_block(start, block, pred, *, thr):
-    """Class each row is confidently counted as: the only class above its threshold, the argmax when
-    several are, -1 when none is."""
+def _count_dtype(K):
+    return np.uint8 if K <= np.iinfo(np.uint8).max else (np.uint16 if K <= np.iinfo(np.uint16).max else np.int64)
+
+
+def _code_dtype(K):
+    return np.int32 if K * K <= np.iinfo(np.int32).max else np.int64
+
+
+def _guess_block(start, block, yy, pred, *, thr):
+    """Cell ``guess * K + given`` of each row in the confident joint, or -1 when no class reaches its
+    threshold.  The guess is the only class at or above its threshold, or the argmax when several are
+    (cleanlab's rule)."""
+    m, K = block.shape
     above = block >= thr
-    cnt = np.count_nonzero(above, axis=1)
-    guess = np.where(cnt == 1, above.argmax(axis=1), pred).astype(pred.dtype)
-    guess[cnt == 0] = -1
-    return guess
-
-
-def _combine_guess(parts, *, dtype):
-    return concat(parts, dtype)
+    cnt = np.add.reduce(above.view(np.uint8), axis=1, dtype=_count_dtype(K))
+    guess = pred.astype(_code_dtype(K))
+    # a single class above its threshold that is not the argmax (rare): find it
+    odd = np.flatnonzero((cnt == 1) & ~above[np.arange(m), pred])
+    if odd.size:
+        guess[odd] = above[odd].argmax(axis=1)
+    code = guess * K + yy
+    code[cnt == 0] = -1
+    return code
 
 
 def pass_confident_joint(y, P, thresholds, pred, *, want_offdiag=False, desc="pass 2/2: confident joint"):
@@ -147,14 +160,13 @@ def pass_confident_joint(y, P, thresholds, pred, *, want_offdiag=False, desc="pa
     src = as_chunked(P)
     K = src.shape[1]
     thr = thresholds - 1e-6  # in the thresholds' dtype
-    guess = src.run(partial(_guess_block, thr=thr), partial(_combine_guess, dtype=pred.dtype), pred, desc=desc)
-    keep = guess >= 0
-    g = guess[keep].astype(np.int64)
-    cj = np.bincount(g * K + y[keep], minlength=K * K)
+    code = src.run(partial(_guess_block, thr=thr), partial(concat, dtype=_code_dtype(K)), y, pred, desc=desc)
+    keep = code >= 0
+    cj = np.bincount(code[keep], minlength=K * K)
     offdiag = None
     if want_offdiag:
-        offdiag = keep.copy()
-        offdiag[keep] = g != y[keep]
+        offdiag = keep
+        offdiag[keep] = code[keep] // K != y[keep]
     return cj.reshape(K, K).T, offdiag
 
 
@@ -217,15 +229,31 @@ def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     np.fill_diagonal(C, 0)
     cell_count = C.T.ravel()  # [k*K + j] -> counts[j, k]
     rows, cls, val = stats.pos_rows, stats.pos_cls, stats.pos_val
-    key = y[rows] * K + cls  # cell (given k, suspected j) as k*K + j
-    order = _cell_order(key, val, K * K)
+    key = y[rows].astype(_code_dtype(K))
+    key *= K
+    key += cls  # cell (given k, suspected j) as k*K + j
     n_rec = np.bincount(key, minlength=K * K)
+    need = np.flatnonzero(cell_count > 0)
+    # Only entries at or above the c-th largest of their cell matter.  Coarse margin levels (exact:
+    # floor(16 * margin) is monotone) locate the level of that c-th largest per cell with one
+    # histogram; entries below it, and all entries of cells with nothing to prune, are dropped
+    # before the sort.
+    levels = int(np.clip((1 << 21) // (K * K), 1, 16))
+    if levels > 1 and key.size:
+        level = np.minimum((val * levels).astype(np.int64), levels - 1)
+        hist = np.bincount(key * levels + level, minlength=K * K * levels).reshape(K * K, levels)
+        at_least = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # [cell, l]: entries with level >= l
+        enough = at_least >= np.maximum(cell_count, 1)[:, None]
+        floor_level = np.where(enough.any(axis=1), levels - 1 - np.argmax(enough[:, ::-1], axis=1), 0)
+        floor_level[cell_count <= 0] = levels  # nothing to select: drop every entry
+        sel = np.flatnonzero(level >= floor_level[key])
+        rows, key, val = rows[sel], key[sel], val[sel]
+    order = _cell_order(key, val, K * K)
     starts = np.zeros(K * K + 1, dtype=np.int64)
-    np.cumsum(n_rec, out=starts[1:])
+    np.cumsum(np.bincount(key, minlength=K * K), out=starts[1:])
     key_s = key[order]
     rank = np.arange(key_s.size) - starts[key_s]
 
-    need = np.flatnonzero(cell_count > 0)
     ok = n_rec[need] >= cell_count[need]
     if ok.any():
         cells = need[ok]
