@@ -19,6 +19,10 @@ from ._format import format_matrix, markdown_table
 from ._validation import NoisylabInputError, check_option
 
 EXIT_BAD_INPUT = 2
+#: ``--progress auto`` shows progress bars from this many values of pred_probs on.
+PROGRESS_MIN_VALUES = 1 << 26
+#: Rows converted to Python objects at a time when writing CSV.
+CSV_BLOCK_ROWS = 1 << 16
 
 
 def _examples(text: str) -> str:
@@ -52,10 +56,19 @@ def _parser() -> argparse.ArgumentParser:
             noisylab find-issues --labels train_labels.json --pred-probs probs.npz --method both
             noisylab find-issues --labels labels.csv --pred-probs probs.csv --classes cat,dog,fish
 
+            noisylab find-issues --labels labels.npy --pred-probs huge.npy --out issues.csv --progress always
+            noisylab find-issues --labels labels.npy --pred-probs /shared/probs.npy --dask-scheduler tcp://host:8786
+
             Labels: .npy, .npz, .csv (label or id,label columns), .json (list, or {path: label} as in
             the CL paper); integers or class names (kept as given in the output). pred_probs: .npy
             (memory-mapped), .npz or .csv, shape (n, K). Output columns: index, [id,] given_label,
             suggested_label, label_quality (lower = more likely wrong), is_issue.
+
+            Large inputs: a .npy file is memory-mapped and read in row blocks, so memory stays bounded
+            (about 60 bytes per example plus a few MB) however large the file is; progress is shown
+            for inputs of 64M values or more (--progress). With --dask-scheduler the passes run on a
+            dask.distributed cluster whose workers read the .npy file themselves (same path on every
+            worker); results are identical to the local run. Needs the extra: pip install "noisylab[dask]".
         """))
     fi.add_argument("--labels", required=True, help="file with the given labels")
     fi.add_argument("--pred-probs", required=True, help="file with the (n, K) out-of-sample predicted probabilities")
@@ -71,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     fi.add_argument("--num-to-remove-per-class", help="comma list of K counts (pruning filters only)")
     fi.add_argument("--out", help="CSV file for the per-example results (written atomically)")
     fi.add_argument("--top", type=int, default=10, help="issues to print in the summary (default: %(default)s)")
+    fi.add_argument("--progress", default="auto", choices=("auto", "always", "never"),
+                    help="progress bars on stderr; auto = for inputs of 64M values or more (default: %(default)s)")
+    fi.add_argument("--dask-scheduler", metavar="ADDRESS",
+                    help="run on this dask.distributed scheduler (e.g. tcp://host:8786); .npy pred_probs only")
+    fi.add_argument("--rows-per-block", type=int, default=262144,
+                    help="rows per Dask block with --dask-scheduler (default: %(default)s)")
 
     nz = sub.add_parser(
         "noise", formatter_class=fmt, help="synthesize label noise",
@@ -158,7 +177,11 @@ def _cmd_find_issues(args) -> int:
     method = check_option("method", args.method, FILTER_METHODS)
     rank_by = check_option("rank-by", args.rank_by, RANKING_METHODS)
     lab = read_labels(args.labels)
-    P = read_pred_probs(args.pred_probs)
+    client = None
+    if args.dask_scheduler:
+        client, P = _dask_input(args)
+    else:
+        P = read_pred_probs(args.pred_probs)
     if P.ndim == 2 and lab.values.ndim == 1 and lab.values.shape[0] != P.shape[0]:
         raise NoisylabInputError(
             f"{args.labels} has {lab.values.shape[0]} labels but {args.pred_probs} has {P.shape[0]} rows."
@@ -178,7 +201,21 @@ def _cmd_find_issues(args) -> int:
             raise NoisylabInputError("--num-to-remove-per-class must be a comma list of integers.") from None
     cl = ConfidentLearning(filter_by=method, rank_by=rank_by, frac_noise=args.frac_noise,
                            num_to_remove_per_class=ntr, min_examples_per_class=args.min_examples_per_class)
-    cl.fit(codes, P)
+    n_values = int(np.prod(P.shape))
+    show_progress = args.progress == "always" or (args.progress == "auto" and (n_values >= PROGRESS_MIN_VALUES
+                                                                                or client is not None))
+    from ._chunks import progress_callback
+    from ._progress import PassProgress
+
+    bars = PassProgress() if show_progress else None
+    try:
+        with progress_callback(bars):
+            cl.fit(codes, P)
+    finally:
+        if bars is not None:
+            bars.close()
+        if client is not None:
+            client.close()
     n, K = P.shape
     display = names if names is not None else np.arange(K)
 
@@ -193,12 +230,14 @@ def _cmd_find_issues(args) -> int:
         issue = cl.issue_mask_[order]
         header = ["index"] + (["id"] if lab.ids is not None else []) + \
                  ["given_label", "suggested_label", "label_quality", "is_issue"]
-        cols = [order] + ([lab.ids[order]] if lab.ids is not None else []) + \
-               [given, suggested, np.char.mod("%.6g", quality), np.where(issue, "True", "False")]
+        cols = [order] + ([lab.ids[order]] if lab.ids is not None else []) + [given, suggested, quality, issue]
+        fmt_cols = [None] * (len(cols) - 2) + [lambda q: np.char.mod("%.6g", q), lambda m: np.where(m, "True", "False")]
         with atomic_write(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(header)
-            w.writerows(zip(*(c.tolist() for c in cols)))
+            for a in range(0, n, CSV_BLOCK_ROWS):  # bounded memory for millions of rows
+                w.writerows(zip(*((f(c[a:a + CSV_BLOCK_ROWS]) if f else c[a:a + CSV_BLOCK_ROWS]).tolist()
+                                  for c, f in zip(cols, fmt_cols))))
 
     per_class = cl.issues_per_class()
     label_counts = np.bincount(codes, minlength=K)
@@ -221,6 +260,31 @@ def _cmd_find_issues(args) -> int:
     if args.out:
         print(f"\nWrote {n} rows, ordered by severity, to {args.out}")
     return 0
+
+
+def _dask_input(args):
+    """Connect to ``--dask-scheduler`` and open ``--pred-probs`` (.npy) as a Dask array read by the workers."""
+    path = Path(args.pred_probs)
+    if path.suffix.lower() != ".npy":
+        raise NoisylabInputError(f"--dask-scheduler needs a .npy pred_probs file (read by the workers); got {path.name!r}.")
+    if args.rows_per_block < 1:
+        raise NoisylabInputError(f"--rows-per-block must be >= 1; got {args.rows_per_block}.")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise NoisylabInputError(
+            "--dask-scheduler needs dask.distributed: pip install \"noisylab[dask]\"."
+        ) from None
+    from .detect._dask import dask_array_from_npy
+
+    P = dask_array_from_npy(path.resolve(), rows_per_block=args.rows_per_block)
+    try:
+        client = Client(args.dask_scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise NoisylabInputError(f"could not connect to the Dask scheduler at {args.dask_scheduler}: {exc}") from None
+    n_workers = len(client.scheduler_info().get("workers", {}))
+    print(f"Dask scheduler {args.dask_scheduler}: {n_workers} worker(s)", file=sys.stderr)
+    return client, P
 
 
 def _cmd_noise(args) -> int:

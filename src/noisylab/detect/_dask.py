@@ -60,9 +60,14 @@ from .._validation import (
 
 __all__ = ["DaskChunked", "check_dask_pred_probs", "dask_array_from_npy"]
 
-#: Row window of :func:`noisylab._validation.check_pred_probs` (its ``chunk_rows``): the in-memory path
-#: reports the first non-finite value of the first window holding a bad value, else its first negative value.
-_CHECK_WINDOW = 1 << 13
+
+def _check_window(K: int, dtype) -> int:
+    """Rows per block of :func:`noisylab._validation.check_pred_probs` (the default of :class:`Chunked`).
+
+    The in-memory path reports, in the first such block holding a bad value,
+    its first non-finite value, else its first negative value.
+    """
+    return Chunked(np.empty((0, K), dtype=dtype), n_threads=1, progress=Progress(None)).chunk_rows
 
 
 def _require_dask():
@@ -314,12 +319,13 @@ def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
     acc = np.float64 if P.dtype == np.float64 else np.float32
     nonfinite, negative, worst, worst_row, row_sum = src.run(
         partial(_check_block, acc=acc), _combine_checks, desc="checking pred_probs")
-    # The in-memory path reports, in the first window of _CHECK_WINDOW rows holding a bad value,
-    # its first non-finite value, else its first negative value.
+    # As the in-memory path: in the first of its blocks holding a bad value, the first non-finite
+    # value, else the first negative value.
     found = [c for c in (nonfinite, negative) if c is not None]
     if found:
-        window = min(c[0] for c in found) // _CHECK_WINDOW
-        if nonfinite is not None and nonfinite[0] // _CHECK_WINDOW == window:
+        w = _check_window(K, P.dtype)
+        window = min(c[0] for c in found) // w
+        if nonfinite is not None and nonfinite[0] // w == window:
             r, c, v = nonfinite
             raise NoisylabInputError(f"{name} must be finite probabilities; got {v} at row {r}, column {c}.")
         r, c, v = negative

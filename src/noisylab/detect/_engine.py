@@ -186,10 +186,16 @@ def post_filter_keep(y, stats: RowStats, idx):
 
 
 def _desc_keys(val):
-    """16-bit radix digits (least significant first) of a key sorting positive floats in DEcreasing order."""
+    """16-bit radix digits (least significant first) of a key sorting floats in DEcreasing order.
+
+    ``-0.0`` sorts as ``+0.0`` (they compare equal); NaN never occurs (inputs are validated).
+    """
     bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[val.dtype.itemsize]
-    u = val.view(bits)
-    inv = np.iinfo(bits).max - u  # positive floats order as their bit patterns
+    u = (val + val.dtype.type(0)).view(bits)  # -0.0 + 0.0 = +0.0
+    sign = np.array(1, dtype=bits) << np.array(8 * val.dtype.itemsize - 1, dtype=bits)
+    # increasing order of the floats = increasing order of: u | sign (positive), ~u (negative)
+    asc = np.where(u & sign, ~u, u | sign)
+    inv = ~asc
     return [(inv >> np.array(16 * d, dtype=bits)).astype(np.uint16) for d in range(val.dtype.itemsize // 2)]
 
 
@@ -213,6 +219,59 @@ def _cell_order(key, val, n_cells):
     return order
 
 
+#: Recorded margins processed at a time when selecting the candidates of each cell.
+ENTRY_SLICE = 1 << 20
+
+
+def _entry_keys(y, stats, a, b, K):
+    key = y[stats.pos_rows[a:b]].astype(_code_dtype(K))
+    key *= K
+    key += stats.pos_cls[a:b]  # cell (given k, suspected j) as k*K + j
+    return key
+
+
+def _candidate_entries(y, stats, cell_count, K):
+    """Per-cell number of recorded margins, and the recorded entries that can be among the top c.
+
+    Only entries at or above the c-th largest margin of their cell matter.
+    Coarse margin levels (``floor(levels * margin)``: exact and monotone)
+    locate the level of that c-th largest per cell with one histogram;
+    entries below it, and every entry of a cell with nothing to prune, are
+    dropped before the sort.  Works on slices of the entries (bounded
+    temporaries) and releases the recorded margins from ``stats``.
+    """
+    E = stats.pos_rows.shape[0]
+    levels = int(np.clip((1 << 21) // (K * K), 1, 16))
+    n_rec = np.zeros(K * K, dtype=np.int64)
+    hist = np.zeros(K * K * levels, dtype=np.int64)
+
+    def level_of(val):
+        return np.minimum(val * levels, levels - 1).astype(np.uint8)  # margins are in (0, 1]
+
+    for a in range(0, E, ENTRY_SLICE):
+        key = _entry_keys(y, stats, a, a + ENTRY_SLICE, K)
+        n_rec += np.bincount(key, minlength=K * K)
+        if levels > 1:
+            hist += np.bincount(key * levels + level_of(stats.pos_val[a:a + ENTRY_SLICE]), minlength=K * K * levels)
+    hist = hist.reshape(K * K, levels)
+    at_least = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # [cell, l]: entries with level >= l
+    enough = at_least >= np.maximum(cell_count, 1)[:, None]
+    floor_level = np.where(enough.any(axis=1), levels - 1 - np.argmax(enough[:, ::-1], axis=1), 0)
+    floor_level[cell_count <= 0] = levels  # nothing to select: drop every entry
+    floor_level = floor_level.astype(np.uint8)
+    rows, keys, vals = [], [], []
+    for a in range(0, E, ENTRY_SLICE):
+        key = _entry_keys(y, stats, a, a + ENTRY_SLICE, K)
+        val = stats.pos_val[a:a + ENTRY_SLICE]
+        keep = level_of(val) >= floor_level[key]
+        rows.append(stats.pos_rows[a:a + ENTRY_SLICE][keep])
+        keys.append(key[keep])
+        vals.append(val[keep])
+    stats.pos_rows = stats.pos_cls = stats.pos_val = None  # consumed
+    return (n_rec, concat(rows, np.int64), concat(keys, _code_dtype(K)),
+            concat(vals, stats.sc.dtype))
+
+
 def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     """Rows flagged by PBNR: for each (given k, suspected j) cell, the ``counts[j, k]`` largest margins.
 
@@ -222,32 +281,15 @@ def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     c-th largest exceeds ``stats.bound`` of its class (so no unrecorded
     margin can compete); otherwise its two columns are read again.
     ``order_bounds`` returns (order, bounds) of the rows grouped by label.
+    The recorded margins of ``stats`` are consumed (set to None).
     """
     src = as_chunked(P)
     n, K = src.shape
     C = counts.copy()
     np.fill_diagonal(C, 0)
     cell_count = C.T.ravel()  # [k*K + j] -> counts[j, k]
-    rows, cls, val = stats.pos_rows, stats.pos_cls, stats.pos_val
-    key = y[rows].astype(_code_dtype(K))
-    key *= K
-    key += cls  # cell (given k, suspected j) as k*K + j
-    n_rec = np.bincount(key, minlength=K * K)
+    n_rec, rows, key, val = _candidate_entries(y, stats, cell_count, K)
     need = np.flatnonzero(cell_count > 0)
-    # Only entries at or above the c-th largest of their cell matter.  Coarse margin levels (exact:
-    # floor(16 * margin) is monotone) locate the level of that c-th largest per cell with one
-    # histogram; entries below it, and all entries of cells with nothing to prune, are dropped
-    # before the sort.
-    levels = int(np.clip((1 << 21) // (K * K), 1, 16))
-    if levels > 1 and key.size:
-        level = np.minimum((val * levels).astype(np.int64), levels - 1)
-        hist = np.bincount(key * levels + level, minlength=K * K * levels).reshape(K * K, levels)
-        at_least = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # [cell, l]: entries with level >= l
-        enough = at_least >= np.maximum(cell_count, 1)[:, None]
-        floor_level = np.where(enough.any(axis=1), levels - 1 - np.argmax(enough[:, ::-1], axis=1), 0)
-        floor_level[cell_count <= 0] = levels  # nothing to select: drop every entry
-        sel = np.flatnonzero(level >= floor_level[key])
-        rows, key, val = rows[sel], key[sel], val[sel]
     order = _cell_order(key, val, K * K)
     starts = np.zeros(K * K + 1, dtype=np.int64)
     np.cumsum(np.bincount(key, minlength=K * K), out=starts[1:])
@@ -266,17 +308,72 @@ def prune_by_noise_rate(y, P, stats: RowStats, counts, order_bounds):
     flagged[rows[order[(rank < cell_count[key_s]) & cell_ok[key_s]]]] = True
     redo = need[~ok]
     if redo.size:
-        grp_order, bounds = order_bounds()
-        redo_k, redo_j = np.divmod(redo, K)
-        classes = np.unique(redo_k)
-        requests = []
-        for k in classes:
-            js = redo_j[redo_k == k]
-            requests.append((grp_order[bounds[k]:bounds[k + 1]], np.append(js, k)))
-        # one gather per class: (n_k, |js| + 1)
-        for (class_rows, cols), block in zip(requests, src.gather_many(requests)):
-            k = cols[-1]
-            mu = block[:, :-1] - block[:, -1:]
-            for t, j in enumerate(cols[:-1]):
-                flagged[class_rows[select_largest(mu[:, t], int(cell_count[k * K + j]))]] = True
+        if src.kind == "numpy" and not src.is_memmap:
+            _redo_by_gather(y, src, redo, cell_count, order_bounds, flagged)
+        else:
+            _redo_by_pass(y, src, redo, cell_count, flagged)
     return flagged
+
+
+def _redo_by_gather(y, src, redo, cell_count, order_bounds, flagged):
+    """Undecided cells, in memory: one gather of the needed columns per class."""
+    K = src.shape[1]
+    grp_order, bounds = order_bounds()
+    redo_k, redo_j = np.divmod(redo, K)
+    requests = []
+    for k in np.unique(redo_k):
+        js = redo_j[redo_k == k]
+        requests.append((grp_order[bounds[k]:bounds[k + 1]], np.append(js, k)))
+    for (class_rows, cols), block in zip(requests, src.gather_many(requests)):  # (n_k, |js| + 1)
+        k = cols[-1]
+        mu = block[:, :-1] - block[:, -1:]
+        for t, j in enumerate(cols[:-1]):
+            flagged[class_rows[select_largest(mu[:, t], int(cell_count[k * K + j]))]] = True
+
+
+def _top_per_cell(cell, val, count):
+    """Positions (increasing) of the ``count[cell]`` largest values of each cell; ties to the lowest position."""
+    order = _cell_order(cell, val, count.shape[0])
+    starts = np.zeros(count.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=count.shape[0]), out=starts[1:])
+    cell_s = cell[order]
+    rank = np.arange(cell_s.size) - starts[cell_s]
+    return np.sort(order[rank < count[cell_s]])
+
+
+def _redo_block(start, block, yy, *, first, n_cells, cell_j, cell_c):
+    """Per block, for every undecided cell (k, j): the rows labelled k with the c largest ``p_j - p_k``.
+
+    ``first[k]`` / ``n_cells[k]``: the undecided cells of class k are ``first[k]:first[k] + n_cells[k]``.
+    """
+    sel = np.flatnonzero(n_cells[yy] > 0)
+    reps = n_cells[yy[sel]]
+    if sel.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=block.dtype)
+    row = np.repeat(sel, reps)
+    within = np.arange(row.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    cell = np.repeat(first[yy[sel]], reps) + within
+    margin = block[row, cell_j[cell]] - block[row, yy[row]]
+    keep = _top_per_cell(cell, margin, cell_c)
+    return row[keep] + start, cell[keep], margin[keep]
+
+
+def _combine_triples(parts):
+    return tuple(concat([p[i] for p in parts]) for i in range(3))
+
+
+def _redo_by_pass(y, src, redo, cell_count, flagged):
+    """Undecided cells, out of core or on Dask: one more streaming pass keeps the per-block top c of each
+    cell; the global top c is among them (same order: margin, then row)."""
+    K = src.shape[1]
+    redo_k, redo_j = np.divmod(redo, K)  # increasing k
+    n_cells = np.bincount(redo_k, minlength=K)
+    first = np.zeros(K, dtype=np.int64)
+    first[1:] = np.cumsum(n_cells)[:-1]
+    cell_c = cell_count[redo]
+    rows, cell, margin = src.run(
+        partial(_redo_block, first=first, n_cells=n_cells, cell_j=redo_j, cell_c=cell_c),
+        _combine_triples, y, desc="pass 3/3: undecided cells",
+    )
+    if rows.size:
+        flagged[rows[_top_per_cell(cell.astype(np.int64), margin, cell_c)]] = True
