@@ -1,20 +1,21 @@
 """Dask arrays as ``pred_probs``: identical results to the in-memory path, on a cluster and without one."""
+import itertools
 import re
 import warnings
 
 import numpy as np
 import pytest
+from _synth import make_pred_probs
+
+import noisylab as nl
+import noisylab.detect._engine as engine
+from noisylab._chunks import CHUNK_ROWS, Chunked, progress_callback
+from noisylab._validation import NoisylabInputError, check_pred_probs
+from noisylab.detect._dask import DaskChunked, _active_client, check_dask_pred_probs, dask_array_from_npy
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
-
-import noisylab as nl  # noqa: E402
-import noisylab.detect._engine as engine  # noqa: E402
-from _synth import make_pred_probs  # noqa: E402
-from noisylab._chunks import CHUNK_ROWS, Chunked, progress_callback  # noqa: E402
-from noisylab._validation import NoisylabInputError, check_pred_probs  # noqa: E402
-from noisylab.detect._dask import DaskChunked, _active_client, check_dask_pred_probs, dask_array_from_npy  # noqa: E402
 
 FILTERS = nl.FILTER_METHODS
 CHUNK = 1777  # uneven row blocks
@@ -22,7 +23,10 @@ CHUNK = 1777  # uneven row blocks
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with warnings.catch_warnings():  # the scheduler's HTTP server moves to a free port if 8787 is taken
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
     cl = distributed.Client(cluster)
     try:
         yield cl
@@ -191,6 +195,7 @@ def test_counts_identical(client):
         expected = nl.num_label_issues(y, P, estimation_method=method)
         assert expected > 0
         assert nl.num_label_issues(y, D, estimation_method=method) == expected
+    assert nl.num_label_issues(da.from_array(y, chunks=1000), D) == nl.num_label_issues(y, P)  # dask labels
     assert nl.num_label_issues(y, D, confident_joint=cj_p, estimation_method="off_diagonal_custom") == \
         nl.num_label_issues(y, P, confident_joint=cj_p, estimation_method="off_diagonal_custom")
 
@@ -273,17 +278,23 @@ def _bad_inputs():
     """Invalid copies of one input; ``w`` is the block size of the in-memory validation."""
     w = Chunked(np.empty((0, 60), dtype=np.float32)).chunk_rows
     y, P = data(w + 2000, 60, np.float32)
-    cases = {}
-    Q = P.copy(); Q[w + 5, 3] = np.nan; cases["nan"] = (Q, (w + 5, 3))  # noqa: E702
-    Q = P.copy(); Q[w + 1500, 59] = np.inf; cases["inf"] = (Q, (w + 1500, 59))  # noqa: E702
-    Q = P.copy(); Q[1000, 2] = -0.25; cases["negative"] = (Q, (1000, 2))  # noqa: E702
-    # a negative value before a NaN in the same block: the NaN is reported
-    Q = P.copy(); Q[w + 10, 4] = -0.1; Q[w + 900, 1] = np.nan  # noqa: E702
-    cases["negative_then_nan_same_block"] = (Q, (w + 900, 1))
-    # a negative value in an earlier block than the NaN: the negative value is reported
-    Q = P.copy(); Q[100, 4] = -0.5; Q[w + 900, 1] = np.nan  # noqa: E702
-    cases["negative_then_nan_other_block"] = (Q, (100, 4))
-    Q = P.copy(); Q[3000] *= 1.2; Q[w + 1000] *= 0.5; cases["row_sums"] = (Q, (w + 1000,))  # noqa: E702
+
+    def bad(values, where):
+        Q = P.copy()
+        for idx, v in values.items():
+            Q[idx] = v
+        return Q, where
+
+    cases = {
+        "nan": bad({(w + 5, 3): np.nan}, (w + 5, 3)),
+        "inf": bad({(w + 1500, 59): np.inf}, (w + 1500, 59)),
+        "negative": bad({(1000, 2): -0.25}, (1000, 2)),
+        # a negative value before a NaN in the same block: the NaN is reported
+        "negative_then_nan_same_block": bad({(w + 10, 4): -0.1, (w + 900, 1): np.nan}, (w + 900, 1)),
+        # a negative value in an earlier block than the NaN: the negative value is reported
+        "negative_then_nan_other_block": bad({(100, 4): -0.5, (w + 900, 1): np.nan}, (100, 4)),
+        "row_sums": bad({3000: P[3000] * 1.2, w + 1000: P[w + 1000] * 0.5}, (w + 1000,)),
+    }
     return y, cases
 
 
@@ -360,5 +371,5 @@ def test_progress_reaches_total(client):
         totals = {t for name, _, t in seen if name == desc}
         assert totals == {20000}
         assert done[0] == 0 and done[-1] == 20000
-        assert all(a < b for a, b in zip(done, done[1:]))
+        assert all(a < b for a, b in itertools.pairwise(done))
         assert len(done) == 1 + -(-20000 // CHUNK)  # start + one report per block

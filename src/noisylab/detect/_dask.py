@@ -13,20 +13,21 @@ What runs where
     :data:`noisylab._chunks.CHUNK_ROWS` rows (a single thread per task), then
     combines them; the *client* combines the per-block results in row order.
     The validation is one more such pass (all the statistics of all blocks
-    in one compute).  The pruning filters may afterwards read a few columns
-    of some rows again (:meth:`DaskChunked.gather_many`, one compute).  When a
-    ``dask.distributed`` client is active, tasks are submitted to it (and
-    progress is reported as blocks complete); otherwise the default Dask
-    scheduler (threads) is used.
+    in one compute).  The noise-rate filters may need one more pass for the
+    (rare) cells that the margins recorded in the first pass do not decide;
+    :meth:`DaskChunked.gather_many` reads given columns of given rows in one
+    compute.  When a ``dask.distributed`` client is active, tasks are
+    submitted to it (and progress is reported as blocks complete); otherwise
+    the default Dask scheduler (threads) is used.
 
 Memory
     A worker holds one block of the array plus the pass's temporaries for
     one sub-block; choose the row chunks of the array accordingly (a
     multiple of a few thousand rows, e.g. 2**18 rows, is a good default).
     The client holds the per-row results (a few n-length vectors, as with an
-    in-memory input) and, for the noise-rate filters, the rows gathered
-    again.  The labels (n,) are held on the client and their slices are sent
-    with the tasks.
+    in-memory input) and the combined results of the blocks (e.g. the
+    recorded margins of the noise-rate filters).  The labels (n,) are held
+    on the client and their slices are sent with the tasks.
 
 Results
     Results are identical, bit for bit, to the ones computed from the same
@@ -42,6 +43,7 @@ themselves (they must see the file at the same path: a shared file system).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import warnings
@@ -72,7 +74,6 @@ def _check_window(K: int, dtype) -> int:
 
 def _require_dask():
     try:
-        import dask  # noqa: F401
         import dask.array  # noqa: F401
     except ImportError as exc:  # pragma: no cover - dask is what brought us here
         raise ImportError(
@@ -157,7 +158,7 @@ class DaskChunked:
             progress = _PROGRESS.get()
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
         bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
-        self._spans = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        self._spans = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
         self._blocks = None
 
     def __repr__(self):
@@ -315,7 +316,7 @@ def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
     if len(P.chunks[1]) != 1:
         P = P.rechunk({1: -1})
     src = DaskChunked(P)
-    n, K = src.shape
+    K = src.shape[1]
     acc = np.float64 if P.dtype == np.float64 else np.float32
     nonfinite, negative, worst, worst_row, row_sum = src.run(
         partial(_check_block, acc=acc), _combine_checks, desc="checking pred_probs")
@@ -409,7 +410,7 @@ def dask_array_from_npy(path, rows_per_block: int = 262144):
         raise NoisylabInputError(f"No such .npy file: {path}")
     try:
         mm = np.load(path, mmap_mode="r")
-    except Exception as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise NoisylabInputError(f"{path} is not a readable .npy array: {exc}") from None
     if not isinstance(mm, np.ndarray):
         if hasattr(mm, "close"):
