@@ -194,20 +194,8 @@ def _is_dask_array(x) -> bool:
     return type(x).__module__.startswith("dask.array") and hasattr(x, "chunks") and hasattr(x, "dask")
 
 
-def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int | None = None) -> np.ndarray:
-    """Validate an ``(n, K)`` matrix of predicted probabilities.
-
-    The array's float dtype is kept (float16/32/64; other dtypes are
-    converted to float64).  NaN, infinities and negative values are
-    rejected.  Rows whose sum differs from 1 by more than float rounding of
-    the dtype but by at most :data:`ROW_SUM_RENORMALIZE_TOL` are renormalised
-    with a warning (in a copy); larger deviations are rejected.  See
-    :func:`_row_sum_tolerance` for what counts as rounding.
-    """
-    if _is_dask_array(pred_probs):
-        from .detect._dask import check_dask_pred_probs
-
-        return check_dask_pred_probs(pred_probs, name=name)
+def _check_pred_probs_structure(pred_probs, name):
+    """Type, dimension, shape and dtype checks of ``pred_probs`` (no pass over the values)."""
     if isinstance(pred_probs, np.ndarray):
         P = pred_probs
     else:
@@ -227,45 +215,89 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int | 
         )
     if P.dtype not in (np.float16, np.float32, np.float64):
         P = P.astype(np.float64)
-    n, K = P.shape
-    tol = _row_sum_tolerance(P.dtype, K)
-    from ._chunks import Chunked
-
-    src = Chunked(P, chunk_rows=chunk_rows)
-    # One pass: per block the row sums and the minimum.  A NaN makes the minimum
-    # NaN, an infinity makes a row sum non-finite, a negative value makes the
-    # minimum negative; the precise culprit is located only then.
-    parts = src.map(partial(_row_sum_block, acc=np.float64 if P.dtype == np.float64 else np.float32),
-                    desc="checking pred_probs")
-    bad = [p for p in parts if p[0]]
-    if bad:
-        a = bad[0][1]
-        _check_finite_nonneg(P[a:a + src.chunk_rows], name, src.chunk_rows, offset=a)
-    worst, worst_row = max(((p[2], p[3]) for p in parts), key=lambda t: (t[0], -t[1]))
-    if worst > tol:
-        row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
-        rtol = _renormalize_tolerance(P.dtype, K)
-        if worst > rtol:
-            raise NoisylabInputError(
-                f"Each row of {name} must sum to 1; row {worst_row} sums to {row_sum:.6g} "
-                f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
-                "Pass probabilities (e.g. a softmax), not logits or scores."
-            )
-        warnings.warn(
-            f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
-            "renormalising them.", UserWarning, stacklevel=3,
-        )
-        P = _renormalized(P, src)
     return P
 
 
+def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int | None = None) -> np.ndarray:
+    """Validate an ``(n, K)`` matrix of predicted probabilities.
+
+    The array's float dtype is kept (float16/32/64; other dtypes are
+    converted to float64).  NaN, infinities and negative values are
+    rejected.  Rows whose sum differs from 1 by more than float rounding of
+    the dtype but by at most :data:`ROW_SUM_RENORMALIZE_TOL` are renormalised
+    with a warning (in a copy); larger deviations are rejected.  See
+    :func:`_row_sum_tolerance` for what counts as rounding.
+    """
+    if _is_dask_array(pred_probs):
+        from .detect._dask import check_dask_pred_probs
+
+        return check_dask_pred_probs(pred_probs, name=name)
+    P = _check_pred_probs_structure(pred_probs, name)
+    from ._chunks import Chunked
+
+    scan = ValueScan(P, name)
+    src = Chunked(P, chunk_rows=chunk_rows)
+    # One pass: per block the row sums and the minimum.
+    return scan.finish(src.map(scan.block, desc="checking pred_probs"), src)
+
+
+class ValueScan:
+    """The value checks of :func:`check_pred_probs` (NaN, inf, negative values, row sums), run as a
+    block function so that a caller can fuse them into its own first pass over ``pred_probs``.
+
+    A NaN makes a block's minimum NaN, an infinity makes a row sum non-finite,
+    a negative value makes the minimum negative; the precise culprit is
+    located only then.  :meth:`finish` raises, or warns and returns the
+    renormalised array, exactly as :func:`check_pred_probs`.
+    """
+
+    def __init__(self, P, name="pred_probs"):
+        self.P = P
+        self.name = name
+        self.acc = np.float64 if P.dtype == np.float64 else np.float32
+
+    def block(self, start, block):
+        return _row_sum_block(start, block, acc=self.acc)
+
+    def finish(self, parts, src=None):
+        from ._chunks import Chunked
+
+        P, name = self.P, self.name
+        src = src if src is not None else Chunked(P)
+        bad = [p for p in parts if p[0]]
+        if bad:
+            a = bad[0][1]
+            _check_finite_nonneg(P[a:a + bad[0][4]], name, bad[0][4], offset=a)
+        worst, worst_row = max(((p[2], p[3]) for p in parts), key=lambda t: (t[0], -t[1]))
+        if worst > _row_sum_tolerance(P.dtype, P.shape[1]):
+            row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
+            rtol = _renormalize_tolerance(P.dtype, P.shape[1])
+            if worst > rtol:
+                raise NoisylabInputError(
+                    f"Each row of {name} must sum to 1; row {worst_row} sums to {row_sum:.6g} "
+                    f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
+                    "Pass probabilities (e.g. a softmax), not logits or scores."
+                )
+            warnings.warn(
+                f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
+                "renormalising them.", UserWarning, stacklevel=4,
+            )
+            P = _renormalized(P, src)
+        return P
+
+
 def _row_sum_block(start, block, *, acc):
-    s = np.add.reduce(block, axis=1, dtype=acc)
+    if block.dtype == acc and block.flags.c_contiguous:
+        # a BLAS matrix-vector product: 5x faster than a pairwise reduction along rows; the
+        # summation order differs only by float rounding, far below the tolerances
+        s = block @ np.ones(block.shape[1], dtype=acc)
+    else:
+        s = np.add.reduce(block, axis=1, dtype=acc)
     lo = block.min()
     bad = not (lo >= 0) or not np.isfinite(s).all()
     dev = np.abs(s.astype(np.float64) - 1.0)
     i = int(np.argmax(dev))
-    return bad, start, float(dev[i]), start + i
+    return bad, start, float(dev[i]), start + i, block.shape[0]
 
 
 def _renormalize_block(start, block, out):
@@ -289,6 +321,10 @@ def _renormalized(P, src):
 def check_labels_and_pred_probs(labels, pred_probs, *, require_two_classes: bool = True):
     """Validate ``labels`` (n,) against ``pred_probs`` (n, K); return both as arrays."""
     P = check_pred_probs(pred_probs)
+    return _check_labels_against(labels, P, require_two_classes), P
+
+
+def _check_labels_against(labels, P, require_two_classes):
     y = check_labels(labels, n_classes=P.shape[1], n_classes_from=f"pred_probs has {P.shape[1]} columns")
     if y.shape[0] != P.shape[0]:
         raise NoisylabInputError(
@@ -302,7 +338,20 @@ def check_labels_and_pred_probs(labels, pred_probs, *, require_two_classes: bool
                 f"labels contain only one class ({first}); finding label issues needs at least 2 classes "
                 "present in the labels."
             )
-    return y, P
+    return y
+
+
+def check_labels_and_pred_probs_deferred(labels, pred_probs, *, require_two_classes: bool = True):
+    """Like :func:`check_labels_and_pred_probs`, but the value checks of ``pred_probs`` are returned as a
+    :class:`ValueScan` (or None when already done, e.g. for Dask arrays) for the caller to fuse into
+    its first pass and :meth:`ValueScan.finish` before using any result.  Structural checks
+    (type, shape, dtype, labels) are done here."""
+    if _is_dask_array(pred_probs):
+        y, P = check_labels_and_pred_probs(labels, pred_probs, require_two_classes=require_two_classes)
+        return y, P, None
+    P = _check_pred_probs_structure(pred_probs, "pred_probs")
+    y = _check_labels_against(labels, P, require_two_classes)
+    return y, P, ValueScan(P)
 
 
 def as_list_of_ints(name: str, values: Iterable, length: int) -> np.ndarray:

@@ -248,7 +248,7 @@ class DaskChunked:
 # ---------------------------------------------------------------------------- validation
 def _check_block(start, block, *, acc):
     """Block statistics of the validation: culprits (only in a bad block), worst row-sum deviation."""
-    bad, _, dev, row = _row_sum_block(start, block, acc=acc)
+    bad, _, dev, row, _ = _row_sum_block(start, block, acc=acc)
     row_sum = float(np.add.reduce(block[row - start], dtype=np.float64))
     nonfinite = negative = None
     if bad:

@@ -104,26 +104,59 @@ def _combine_rows(parts, *, n_top, dtype, K):
             concat([p[5] for p in parts], dtype), bound)
 
 
+def _scanned(start, block, *row_slices, fn, scan):
+    """``fn`` plus the deferred value checks of ``scan`` on the same block (while it is in cache).
+    Bad values are reported by the checks; meanwhile ``fn`` must not warn about them."""
+    with np.errstate(all="ignore"):
+        return fn(start, block, *row_slices), scan.block(start, block)
+
+
+def _combine_scanned(parts, *, combine):
+    return combine([p[0] for p in parts]), [p[1] for p in parts]
+
+
 def pass_rows(y, P, *, want_positive_margins=False, desc="pass 1/2: predictions") -> RowStats:
     """Pass 1 over ``P`` (an array or a runner from :mod:`noisylab._chunks`)."""
+    stats, _ = first_pass(y, P, None, want_positive_margins=want_positive_margins, desc=desc)
+    return stats
+
+
+def first_pass(y, P, scan, *, want_positive_margins=False, desc="pass 1/2: predictions"):
+    """Pass 1, with the value checks of ``pred_probs`` fused in when ``scan`` (a
+    :class:`noisylab._validation.ValueScan`) is given.  Returns ``(stats, P)``: ``P`` is the
+    renormalised array when the checks renormalised it (pass 1 is then run again on it)."""
     src = as_chunked(P)
     K = src.shape[1]
     n_top = min(TOP_MARGINS, K - 1) if want_positive_margins else 0
-    out = src.run(partial(_rows_block, n_top=n_top),
-                  partial(_combine_rows, n_top=n_top, dtype=src.dtype, K=K), y, desc=desc)
+    fn = partial(_rows_block, n_top=n_top)
+    combine = partial(_combine_rows, n_top=n_top, dtype=src.dtype, K=K)
+    if scan is None:
+        out = src.run(fn, combine, y, desc=desc)
+    else:
+        out, scan_parts = src.run(partial(_scanned, fn=fn, scan=scan),
+                                  partial(_combine_scanned, combine=combine), y, desc=desc)
+        checked = scan.finish(scan_parts)
+        if checked is not src.P:
+            return first_pass(y, checked, None, want_positive_margins=want_positive_margins, desc=desc)
     stats = RowStats(*out[:3])
     if want_positive_margins:
         stats.pos_rows, stats.pos_cls, stats.pos_val, stats.bound = out[3:]
-    return stats
+    return stats, P
 
 
 def _own_block(start, block, yy):
     return block[np.arange(block.shape[0]), yy]
 
 
-def self_confidence_of(y, P, desc="self-confidence"):
-    """``P[i, y_i]`` (n,) in P's dtype: one gather in memory, a streaming pass otherwise."""
+def self_confidence_of(y, P, desc="self-confidence", scan=None):
+    """``P[i, y_i]`` (n,) in P's dtype: one gather in memory, a streaming pass otherwise (with the
+    deferred value checks ``scan`` fused in, if given)."""
     src = as_chunked(P)
+    if scan is not None:
+        sc, scan_parts = src.run(partial(_scanned, fn=_own_block, scan=scan),
+                                 partial(_combine_scanned, combine=partial(concat, dtype=src.dtype)), y, desc=desc)
+        checked = scan.finish(scan_parts)
+        return sc if checked is src.P else self_confidence_of(y, checked, desc)
     if src.kind == "numpy" and not src.is_memmap:
         return src.P[np.arange(src.shape[0]), y]
     return src.run(_own_block, partial(concat, dtype=src.dtype), y, desc=desc)

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import NoisylabInputError, as_list_of_ints, check_fraction, check_labels_and_pred_probs, \
-    check_option
-from ._engine import pass_rows
+from .._validation import (
+    NoisylabInputError,
+    as_list_of_ints,
+    check_fraction,
+    check_labels_and_pred_probs_deferred,
+    check_option,
+)
+from ._engine import first_pass
 from ._kernels import group_by_label
 from .count import _TINY, _compute_confident_joint, _estimate_latent, _thresholds
 from .filter import FILTER_METHODS, _find_label_issues
@@ -91,7 +96,7 @@ class ConfidentLearning:
         mepc = self.min_examples_per_class
         if isinstance(mepc, bool) or not isinstance(mepc, (int, np.integer)) or mepc < 0:
             raise NoisylabInputError(f"min_examples_per_class must be an int >= 0; got {mepc!r}.")
-        y, P = check_labels_and_pred_probs(labels, pred_probs)
+        y, P, scan = check_labels_and_pred_probs_deferred(labels, pred_probs)
         n, K = P.shape
         ntr = self.num_to_remove_per_class
         if ntr is not None:
@@ -101,7 +106,7 @@ class ConfidentLearning:
                 )
             ntr = as_list_of_ints("num_to_remove_per_class", ntr, K)
 
-        stats = pass_rows(y, P, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
+        stats, P = first_pass(y, P, scan, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
         grouping = group_by_label(y, K)
         self.thresholds_ = _thresholds(y, P, *grouping, sc=stats.sc)
         cj, _ = _compute_confident_joint(y, P, self.thresholds_, calibrate=True, stats=stats)

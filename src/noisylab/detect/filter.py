@@ -36,10 +36,10 @@ from .._validation import (
     NoisylabInputError,
     as_list_of_ints,
     check_fraction,
-    check_labels_and_pred_probs,
+    check_labels_and_pred_probs_deferred,
     check_option,
 )
-from ._engine import pass_rows, post_filter_keep, prune_by_noise_rate
+from ._engine import first_pass, pass_rows, post_filter_keep, prune_by_noise_rate
 from ._kernels import group_by_label, round_preserving_sum, select_smallest
 from .count import _check_cj, _compute_confident_joint, _num_label_issues
 from .rank import RANKING_METHODS, _order, _scores
@@ -239,7 +239,7 @@ def find_label_issues(labels, pred_probs, return_indices_ranked_by=None, rank_by
     if return_indices_ranked_by is not None:
         return_indices_ranked_by = check_option("return_indices_ranked_by", return_indices_ranked_by,
                                                 RANKING_METHODS)
-    y, P = check_labels_and_pred_probs(labels, pred_probs)
+    y, P, scan = check_labels_and_pred_probs_deferred(labels, pred_probs)
     n, K = P.shape
     frac_noise = check_fraction("frac_noise", frac_noise, low=0.0, high=1.0, low_inclusive=False)
     if isinstance(min_examples_per_class, bool) or not isinstance(min_examples_per_class, (int, np.integer)) \
@@ -268,9 +268,11 @@ def find_label_issues(labels, pred_probs, return_indices_ranked_by=None, rank_by
             f"rank_by_kwargs accepts only 'adjust_pred_probs'; got {sorted(set(kwargs))}."
         )
 
+    # the value checks of pred_probs run inside the first pass (one read of the data fewer)
+    stats, P = first_pass(y, P, scan, want_positive_margins=filter_by in ("prune_by_noise_rate", "both"))
     mask = _find_label_issues(
         y, P, filter_by=filter_by, frac_noise=frac_noise, num_to_remove=num_to_remove_per_class,
-        min_examples_per_class=int(min_examples_per_class), confident_joint=confident_joint,
+        min_examples_per_class=int(min_examples_per_class), confident_joint=confident_joint, stats=stats,
     )
     if verbose:
         print(f"Number of label issues found: {int(mask.sum())} of {n} ({mask.mean():.2%}).")

@@ -11,7 +11,12 @@ from functools import partial
 import numpy as np
 
 from .._chunks import as_chunked, concat
-from .._validation import NoisylabInputError, check_labels_and_pred_probs, check_option
+from .._validation import (
+    NoisylabInputError,
+    check_labels_and_pred_probs,
+    check_labels_and_pred_probs_deferred,
+    check_option,
+)
 from ._engine import self_confidence_of
 
 __all__ = [
@@ -119,6 +124,10 @@ def get_label_quality_scores(labels, pred_probs, *, method="self_confidence", ad
         promoted to float32).
     """
     method = check_option("method", method, RANKING_METHODS)
+    if method == "self_confidence" and not adjust_pred_probs:
+        # one pass: the value checks of pred_probs fused with the gather
+        y, P, scan = check_labels_and_pred_probs_deferred(labels, pred_probs, require_two_classes=False)
+        return self_confidence_of(y, P, scan=scan)
     y, P = check_labels_and_pred_probs(labels, pred_probs, require_two_classes=False)
     return _scores(y, P, method, adjust_pred_probs)
 
