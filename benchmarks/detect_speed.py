@@ -537,7 +537,7 @@ def _worker_dask(spec):
         out["hwm_reset"] = hwm_reset_ok
         for f in spec["filters"]:
             runs, first, same = [], None, True
-            for r in range(spec["repeats"]):
+            for _ in range(spec["repeats"]):
                 client.run(_dask_reset_hwm)
                 base = _status_kib("VmRSS")["VmRSS"]
                 if hwm_reset_ok:

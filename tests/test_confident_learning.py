@@ -5,12 +5,16 @@ import warnings
 
 import numpy as np
 import pytest
+from _synth import make_pred_probs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import noisylab as nl
-from _synth import make_pred_probs
-from noisylab.detect._kernels import round_preserving_sum, select_largest, select_smallest
+from noisylab.detect._kernels import (
+    round_preserving_sum,
+    select_largest,
+    select_smallest,
+)
 
 
 def test_import_is_light_and_never_imports_torch():
@@ -225,7 +229,11 @@ def test_demo_detects_the_flips():
 
 
 def test_bench_cl_cifar10_reproduces_published_figures(shared_data):
-    from noisylab.bench.cl_cifar10 import PUBLISHED_CL_CIFAR10, bench_cl_cifar10, results_table
+    from noisylab.bench.cl_cifar10 import (
+        PUBLISHED_CL_CIFAR10,
+        bench_cl_cifar10,
+        results_table,
+    )
 
     results = bench_cl_cifar10(shared_data / "cl-cifar10")
     checked = 0

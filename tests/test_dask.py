@@ -11,7 +11,12 @@ import noisylab as nl
 import noisylab.detect._engine as engine
 from noisylab._chunks import CHUNK_ROWS, Chunked, progress_callback
 from noisylab._validation import NoisylabInputError, check_pred_probs
-from noisylab.detect._dask import DaskChunked, _active_client, check_dask_pred_probs, dask_array_from_npy
+from noisylab.detect._dask import (
+    DaskChunked,
+    _active_client,
+    check_dask_pred_probs,
+    dask_array_from_npy,
+)
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

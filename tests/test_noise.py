@@ -518,7 +518,9 @@ def test_summary_and_repr():
     s = res.summary()
     assert "n=100" in s and "n_classes=4" in s and "changed=20" in s and "20.00%" in s
     assert repr(res) == s and len(s) < 200
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         res.noise_rate = 0.0  # frozen
 
 

@@ -10,10 +10,10 @@ import warnings
 
 import numpy as np
 import pytest
-
-import noisylab as nl
 from _synth import make_pred_probs
 from _tie_groups import assert_masks_equal_modulo_ties
+
+import noisylab as nl
 
 cleanlab = pytest.importorskip("cleanlab", reason="cleanlab is the differential-test reference")
 import cleanlab.count as cc  # noqa: E402

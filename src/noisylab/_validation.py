@@ -10,7 +10,6 @@ import difflib
 import numbers
 import warnings
 from collections.abc import Iterable, Sequence
-from functools import partial
 
 import numpy as np
 

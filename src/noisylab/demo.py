@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import time
 
-
 from ._format import format_matrix
 from .detect import ConfidentLearning, estimate_cv_predicted_probabilities
-from .metrics import detection_average_precision, detection_auroc, detection_precision_recall_f1, noise_matrix_error
+from .metrics import (
+    detection_auroc,
+    detection_average_precision,
+    detection_precision_recall_f1,
+    noise_matrix_error,
+)
 from .noise import make_noise
 
 __all__ = ["run_demo"]

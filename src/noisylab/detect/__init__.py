@@ -4,6 +4,7 @@ Confident learning (:mod:`noisylab.detect.filter`, :mod:`~noisylab.detect.count`
 :mod:`~noisylab.detect.rank`) with cleanlab-compatible names, plus the
 :class:`ConfidentLearning` estimator that bundles the results.
 """
+from ._estimator import ConfidentLearning
 from .count import (
     calibrate_confident_joint,
     compute_confident_joint,
@@ -15,7 +16,6 @@ from .count import (
     get_confident_thresholds,
     num_label_issues,
 )
-from ._estimator import ConfidentLearning
 from .filter import FILTER_METHODS, find_label_issues, find_predicted_neq_given
 from .rank import (
     RANKING_METHODS,

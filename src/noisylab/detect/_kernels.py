@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def compact_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Return ``y`` in the narrowest unsigned dtype (radix sorts are O(n))."""
     if n_classes <= np.iinfo(np.uint8).max:

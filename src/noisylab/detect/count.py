@@ -32,7 +32,12 @@ from .._validation import (
     check_option,
     check_random_state,
 )
-from ._engine import pass_confident_joint, pass_rows, post_filter_keep, self_confidence_of
+from ._engine import (
+    pass_confident_joint,
+    pass_rows,
+    post_filter_keep,
+    self_confidence_of,
+)
 from ._kernels import group_by_label, round_preserving_row_totals
 
 __all__ = [
