@@ -620,3 +620,20 @@ def test_read_only_pred_probs_needing_renormalisation(tmp_path, data):
     assert_same_result(got, nl.ConfidentLearning().fit(y, Poff / Poff.sum(axis=1, keepdims=True)))
     np.testing.assert_array_equal(np.asarray(mm), Poff)
     del mm
+
+
+@pytest.mark.parametrize("method", ["self_confidence", "normalized_margin"])
+def test_overflowing_row_sum_is_a_clear_error_without_warnings(method):
+    """Finite values whose row sum overflows float32 are rejected as a bad row sum, without a RuntimeWarning."""
+    import warnings as _w
+
+    import noisylab
+
+    P = np.full((4, 3), 1 / 3, np.float32)
+    P[1] = [3e38, 3e38, 0]
+    with _w.catch_warnings():
+        _w.simplefilter("error")
+        with pytest.raises(noisylab.NoisylabInputError, match=r"row 1 sums to 6e\+38"):
+            noisylab.find_label_issues([0, 1, 2, 0], P)
+        with pytest.raises(noisylab.NoisylabInputError, match=r"row 1 sums to 6e\+38"):
+            noisylab.get_label_quality_scores([0, 1, 2, 0], P, method=method)

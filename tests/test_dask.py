@@ -378,3 +378,28 @@ def test_progress_reaches_total(client):
         assert done[0] == 0 and done[-1] == 20000
         assert all(a < b for a, b in itertools.pairwise(done))
         assert len(done) == 1 + -(-20000 // CHUNK)  # start + one report per block
+
+
+def test_io_read_pred_probs_dask_and_cli_on_a_cluster(client, tmp_path, capsys):
+    """The public reader, and `noisylab find-issues --dask-scheduler` on the LocalCluster: same rows."""
+    from noisylab.cli import main
+    from noisylab.io import read_pred_probs_dask
+
+    y, P, _ = make_pred_probs(9000, 12, seed=5)
+    np.save(tmp_path / "p.npy", P)
+    np.save(tmp_path / "y.npy", y)
+    D = read_pred_probs_dask(tmp_path / "p.npy", rows_per_block=2500)
+    assert D.chunks[0] == (2500, 2500, 2500, 1500)
+    expected = nl.find_label_issues(y, P)
+    np.testing.assert_array_equal(nl.find_label_issues(y, D), expected)
+    out = tmp_path / "issues.csv"
+    rc = main(["find-issues", "--labels", str(tmp_path / "y.npy"), "--pred-probs", str(tmp_path / "p.npy"),
+               "--dask-scheduler", client.scheduler.address, "--rows-per-block", "2000", "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "worker(s)" in err and "pass 1/2" in err
+    import csv
+
+    with open(out) as fh:
+        flagged = sorted(int(r["index"]) for r in csv.DictReader(fh) if r["is_issue"] == "True")
+    assert flagged == np.flatnonzero(expected).tolist()

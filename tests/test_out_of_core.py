@@ -135,8 +135,9 @@ def test_memmap_memory_stays_bounded(tmp_path):
     m = json.loads(out.stdout.strip().splitlines()[-1])
     input_mib = n * K * 4 / 2**20
     extra = m["peak"] - m["base"]
-    # per-row vectors (~35 bytes/row here: sc, pred, pmax, grouping, margins) + blocks; far below the input
-    assert extra < 0.35 * input_mib, (m, input_mib)
+    # per-row vectors (sc, pred, pmax, grouping, recorded margins: ~80 bytes/row at the peak here)
+    # plus a few blocks in flight: bounded by the rows, not by n x K (the input is 400 bytes/row)
+    assert extra < 40 + 100 * n / 2**20, (m, input_mib)
     expected = noisylab.find_label_issues(y, np.load(tmp_path / "p.npy"))
     np.testing.assert_array_equal(np.load(tmp_path / "mask.npy"), expected)
 

@@ -256,7 +256,15 @@ class ValueScan:
         self.acc = np.float64 if P.dtype == np.float64 else np.float32
 
     def block(self, start, block):
-        return _row_sum_block(start, block, acc=self.acc)
+        """(bad values?, start, largest |row sum - 1|, rows) of one block; the worst row is located in
+        :meth:`finish` (few numpy calls per block: the checks are fused into other passes)."""
+        s = _row_sums(block, self.acc)
+        lo = block.min()
+        smin, smax = s.min(), s.max()
+        bad = not (lo >= 0 and np.isfinite(smin) and np.isfinite(smax))
+        # bad: NaN/inf/negative values (located in finish), or finite values whose sum overflows
+        worst = max(abs(float(smin) - 1.0), abs(float(smax) - 1.0)) if not bad else float("inf")
+        return bad, start, worst, None, block.shape[0]
 
     def finish(self, parts, src=None):
         from ._chunks import Chunked
@@ -267,8 +275,11 @@ class ValueScan:
         if bad:
             a = bad[0][1]
             _check_finite_nonneg(P[a:a + bad[0][4]], name, bad[0][4], offset=a)
-        worst, worst_row = max(((p[2], p[3]) for p in parts), key=lambda t: (t[0], -t[1]))
+        # first block with the largest deviation (a block's deviation is the largest of its rows')
+        worst, _, a, m = max(((p[2], -i, p[1], p[4]) for i, p in enumerate(parts)), key=lambda t: t[:2])
         if worst > _row_sum_tolerance(P.dtype, P.shape[1]):
+            dev = np.abs(_row_sums(np.asarray(P[a:a + m]), self.acc).astype(np.float64) - 1.0)
+            worst_row = a + int(np.argmax(dev))
             row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
             rtol = _renormalize_tolerance(P.dtype, P.shape[1])
             if worst > rtol:
@@ -285,13 +296,18 @@ class ValueScan:
         return P
 
 
+def _row_sums(block, acc):
+    """Row sums for the checks (an overflow gives inf, reported as a bad row sum, not as a warning)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if block.dtype == acc and block.flags.c_contiguous:
+            # a BLAS matrix-vector product: 5x faster than a pairwise reduction along rows; the
+            # summation order differs only by float rounding, far below the tolerances
+            return block @ np.ones(block.shape[1], dtype=acc)
+        return np.add.reduce(block, axis=1, dtype=acc)
+
+
 def _row_sum_block(start, block, *, acc):
-    if block.dtype == acc and block.flags.c_contiguous:
-        # a BLAS matrix-vector product: 5x faster than a pairwise reduction along rows; the
-        # summation order differs only by float rounding, far below the tolerances
-        s = block @ np.ones(block.shape[1], dtype=acc)
-    else:
-        s = np.add.reduce(block, axis=1, dtype=acc)
+    s = _row_sums(block, acc)
     lo = block.min()
     bad = not (lo >= 0) or not np.isfinite(s).all()
     dev = np.abs(s.astype(np.float64) - 1.0)

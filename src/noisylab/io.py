@@ -28,7 +28,8 @@ import numpy as np
 
 from ._validation import NoisylabInputError
 
-__all__ = ["LabelData", "read_labels", "read_pred_probs", "encode_labels", "atomic_write", "read_matrix"]
+__all__ = ["LabelData", "read_labels", "read_pred_probs", "read_pred_probs_dask", "encode_labels", "atomic_write",
+           "read_matrix"]
 
 _HEADER_NAMES = ("label", "labels", "given_label", "noisy_label", "true_label", "y", "class", "target")
 _LABEL_KEYS = ("labels", "noisy_labels", "given_labels", "y")
@@ -148,6 +149,22 @@ def read_pred_probs(path, *, mmap: bool = True) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise NoisylabInputError(f"Could not read pred_probs from {p}: {exc}") from None
     raise NoisylabInputError(f"Unsupported pred_probs file type {ext!r} ({p}); use .npy, .npz or .csv.")
+
+
+def read_pred_probs_dask(path, rows_per_block: int = 262144):
+    """Open a ``.npy`` file of predicted probabilities as a lazy ``dask.array`` chunked by rows.
+
+    Each block is read by the Dask worker that processes it (on a cluster the
+    workers need the file at the same path).  Pass the result to any
+    detection function (``find_label_issues``, ``get_label_quality_scores``,
+    ``ConfidentLearning.fit`` ...): it runs blockwise, on the active
+    ``dask.distributed`` client if there is one, with results identical to
+    the in-memory path.  Needs ``pip install "noisylab[dask]"``.  See
+    :func:`noisylab.detect._dask.dask_array_from_npy`.
+    """
+    from .detect._dask import dask_array_from_npy
+
+    return dask_array_from_npy(path, rows_per_block=rows_per_block)
 
 
 def read_matrix(path) -> np.ndarray:

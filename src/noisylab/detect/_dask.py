@@ -14,9 +14,10 @@ What runs where
     combines them; the *client* combines the per-block results in row order.
     The validation is one more such pass (all the statistics of all blocks
     in one compute).  The noise-rate filters may need one more pass for the
-    (rare) cells that the margins recorded in the first pass do not decide;
+    (rare) cells that the margins recorded in the first pass do not decide
+    (each block keeps its top candidates per cell; the client merges them).
     :meth:`DaskChunked.gather_many` reads given columns of given rows in one
-    compute.  When a ``dask.distributed`` client is active, tasks are
+    compute (part of the runner interface).  When a ``dask.distributed`` client is active, tasks are
     submitted to it (and progress is reported as blocks complete); otherwise
     the default Dask scheduler (threads) is used.
 
