@@ -254,7 +254,7 @@ def test_runner_map_and_gather_many(client):
         return start, block.shape[0], float(block.sum(dtype=np.float64)), int(vv.sum())
 
     # Dask blocks of 8192 rows, sub-blocks of CHUNK_ROWS = 4096 rows: the same blocks as Chunked's
-    D = DaskChunked(as_dask(P, rows=2 * CHUNK_ROWS))
+    D = DaskChunked(as_dask(P, rows=2 * CHUNK_ROWS), chunk_rows=CHUNK_ROWS)
     expected = Chunked(P, chunk_rows=CHUNK_ROWS).map(fn, v, offset=7)
     assert len(expected) == 5
     assert D.map(fn, v, offset=7) == expected

@@ -10,7 +10,7 @@ What runs where
     ``pred_probs`` is never loaded on the client.  Each pass of the engine is
     one Dask task per row block of the array: the *worker* reads its block
     and runs the pass's block function on sub-blocks of
-    :data:`noisylab._chunks.CHUNK_ROWS` rows (a single thread per task), then
+    about 1 MiB (a single thread per task), then
     combines them; the *client* combines the per-block results in row order.
     The validation is one more such pass (all the statistics of all blocks
     in one compute).  The noise-rate filters may need one more pass for the
@@ -53,7 +53,7 @@ from functools import partial
 
 import numpy as np
 
-from .._chunks import _PROGRESS, CHUNK_ROWS, Chunked, Progress
+from .._chunks import _PROGRESS, Chunked, Progress, auto_chunk_rows
 from .._validation import (
     NoisylabInputError,
     _renormalize_tolerance,
@@ -123,8 +123,9 @@ class DaskChunked:
     P : dask.array.Array of shape (n, K)
         Chunked by rows; it is rechunked so that axis 1 is a single chunk.
         Chunk sizes must be known.
-    chunk_rows : int, default=:data:`noisylab._chunks.CHUNK_ROWS`
-        Rows per sub-block processed at a time inside a task.
+    chunk_rows : int, optional
+        Rows per sub-block processed at a time inside a task (default: about
+        1 MiB per sub-block, as :class:`noisylab._chunks.Chunked`).
     progress : callable(desc, rows_done, rows_total) or Progress, optional
         Default: the callback of :func:`noisylab._chunks.progress_callback`
         active when the runner is created.
@@ -143,7 +144,7 @@ class DaskChunked:
     kind = "dask"
     is_memmap = False
 
-    def __init__(self, P, *, chunk_rows: int = CHUNK_ROWS, progress=None):
+    def __init__(self, P, *, chunk_rows: int | None = None, progress=None):
         _require_dask()
         if P.ndim != 2:
             raise NoisylabInputError(f"DaskChunked needs a 2-D array; got shape {P.shape}.")
@@ -154,7 +155,8 @@ class DaskChunked:
         self.P = P
         self.shape = tuple(int(s) for s in P.shape)
         self.dtype = np.dtype(P.dtype)
-        self.chunk_rows = int(chunk_rows)
+        self.chunk_rows = int(chunk_rows if chunk_rows is not None else
+                              auto_chunk_rows(self.shape[1], self.dtype.itemsize))
         if progress is None:
             progress = _PROGRESS.get()
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
