@@ -195,8 +195,10 @@ def _is_dask_array(x) -> bool:
 
 def _check_pred_probs_structure(pred_probs, name):
     """Type, dimension, shape and dtype checks of ``pred_probs`` (no pass over the values)."""
-    if isinstance(pred_probs, np.ndarray):
+    if isinstance(pred_probs, np.ndarray) or _is_dask_array(pred_probs):
         P = pred_probs
+        if getattr(P, "ndim", 0) == 2 and _is_dask_array(P) and any(np.isnan(c) for c in P.chunks[0]):
+            P = P.compute_chunk_sizes()  # unknown row counts
     else:
         try:
             P = np.asarray(pred_probs)
@@ -281,19 +283,25 @@ class ValueScan:
             dev = np.abs(_row_sums(np.asarray(P[a:a + m]), self.acc).astype(np.float64) - 1.0)
             worst_row = a + int(np.argmax(dev))
             row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
-            rtol = _renormalize_tolerance(P.dtype, P.shape[1])
-            if worst > rtol:
-                raise NoisylabInputError(
-                    f"Each row of {name} must sum to 1; row {worst_row} sums to {row_sum:.6g} "
-                    f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
-                    "Pass probabilities (e.g. a softmax), not logits or scores."
-                )
-            warnings.warn(
-                f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
-                "renormalising them.", UserWarning, stacklevel=4,
-            )
+            row_sum_verdict(name, P.dtype, P.shape[1], worst, worst_row, row_sum, stacklevel=5)
             P = _renormalized(P, src)
         return P
+
+
+def row_sum_verdict(name, dtype, n_classes, worst, worst_row, row_sum, stacklevel):
+    """Raise when the worst row-sum deviation exceeds the renormalisation tolerance, else warn that rows
+    are being renormalised.  Called only when ``worst`` exceeds the rounding tolerance."""
+    rtol = _renormalize_tolerance(dtype, n_classes)
+    if worst > rtol:
+        raise NoisylabInputError(
+            f"Each row of {name} must sum to 1; row {worst_row} sums to {row_sum:.6g} "
+            f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
+            "Pass probabilities (e.g. a softmax), not logits or scores."
+        )
+    warnings.warn(
+        f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
+        "renormalising them.", UserWarning, stacklevel=stacklevel,
+    )
 
 
 def _row_sums(block, acc):

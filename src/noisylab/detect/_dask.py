@@ -47,7 +47,6 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -56,9 +55,10 @@ import numpy as np
 from .._chunks import _PROGRESS, Chunked, Progress, auto_chunk_rows
 from .._validation import (
     NoisylabInputError,
-    _renormalize_tolerance,
+    _check_pred_probs_structure,
     _row_sum_block,
     _row_sum_tolerance,
+    row_sum_verdict,
 )
 
 __all__ = ["DaskChunked", "check_dask_pred_probs", "dask_array_from_npy"]
@@ -302,20 +302,7 @@ def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
     NoisylabInputError
     """
     _require_dask()
-    if P.dtype == object or P.dtype.kind in "USabcmMV":
-        raise NoisylabInputError(f"{name} must be a numeric 2-D array of shape (n, K); got dtype {P.dtype}.")
-    if P.ndim != 2:
-        raise NoisylabInputError(f"{name} must be 2-D with shape (n_examples, n_classes); got shape {P.shape}.")
-    if any(np.isnan(c) for c in P.chunks[0]):
-        P = P.compute_chunk_sizes()
-    if P.shape[0] == 0:
-        raise NoisylabInputError(f"{name} is empty; expected at least one example (got shape {P.shape}).")
-    if P.shape[1] < 2:
-        raise NoisylabInputError(
-            f"{name} must have at least 2 columns (one per class); got shape {P.shape}."
-        )
-    if P.dtype not in (np.float16, np.float32, np.float64):
-        P = P.astype(np.float64)
+    P = _check_pred_probs_structure(P, name)
     if len(P.chunks[1]) != 1:
         P = P.rechunk({1: -1})
     src = DaskChunked(P)
@@ -336,19 +323,8 @@ def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
         raise NoisylabInputError(
             f"{name} must be probabilities in [0, 1]; got a negative value {v} at row {r}, column {c}."
         )
-    tol = _row_sum_tolerance(P.dtype, K)
-    if worst > tol:
-        rtol = _renormalize_tolerance(P.dtype, K)
-        if worst > rtol:
-            raise NoisylabInputError(
-                f"Each row of {name} must sum to 1; row {worst_row} sums to {row_sum:.6g} "
-                f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
-                "Pass probabilities (e.g. a softmax), not logits or scores."
-            )
-        warnings.warn(
-            f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
-            "renormalising them.", UserWarning, stacklevel=4,
-        )
+    if worst > _row_sum_tolerance(P.dtype, K):
+        row_sum_verdict(name, P.dtype, K, worst, worst_row, row_sum, stacklevel=5)
         P = (P / P.sum(axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
         src = DaskChunked(P, chunk_rows=src.chunk_rows, progress=src.progress)
     return src
