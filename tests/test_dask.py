@@ -294,8 +294,8 @@ def _bad_inputs():
         "nan": bad({(w + 5, 3): np.nan}, (w + 5, 3)),
         "inf": bad({(w + 1500, 59): np.inf}, (w + 1500, 59)),
         "negative": bad({(1000, 2): -0.25}, (1000, 2)),
-        # a negative value before a NaN in the same block: the NaN is reported
-        "negative_then_nan_same_block": bad({(w + 10, 4): -0.1, (w + 900, 1): np.nan}, (w + 900, 1)),
+        # the first bad value in row-major order is reported, however the rows are blocked
+        "negative_then_nan_same_block": bad({(w + 10, 4): -0.1, (w + 900, 1): np.nan}, (w + 10, 4)),
         # a negative value in an earlier block than the NaN: the negative value is reported
         "negative_then_nan_other_block": bad({(100, 4): -0.5, (w + 900, 1): np.nan}, (100, 4)),
         "row_sums": bad({3000: P[3000] * 1.2, w + 1000: P[w + 1000] * 0.5}, (w + 1000,)),
@@ -316,7 +316,7 @@ def test_invalid_values_same_message(client, case):
         "nan": r"finite probabilities; got nan " + at,
         "inf": r"finite probabilities; got inf " + at,
         "negative": r"negative value -0\.25 " + at,
-        "negative_then_nan_same_block": r"got nan " + at,
+        "negative_then_nan_same_block": r"negative value -0\.1 " + at,
         "negative_then_nan_other_block": r"negative value -0\.5 " + at,
         "row_sums": rf"row {where[0]} sums to 0\.(5|49999\d) .*not logits",
     }[case]

@@ -227,3 +227,20 @@ def test_desc_keys_order_signed_floats():
         order = _cell_order(cell, val, 7)
         expected = np.lexsort((np.arange(5000), -val.astype(np.float64), cell))
         np.testing.assert_array_equal(order, expected)
+
+
+@pytest.mark.parametrize("chunk_bytes", [4000, 1 << 20])
+def test_first_bad_value_is_reported_whatever_the_blocks(monkeypatch, chunk_bytes):
+    """NaN/negative values: the first one in row-major order is named, by every entry point and block size."""
+    y, P, _ = make_pred_probs(30_000, 20, seed=2)
+    P[20_000, 3] = -0.1
+    P[20_001, 0] = np.nan
+    P[25_000, 5] = np.inf
+    monkeypatch.setattr(_chunks, "CHUNK_BYTES", chunk_bytes)
+    msg = r"negative value -0\.1 at row 20000, column 3\."
+    for call in (lambda: noisylab.find_label_issues(y, P),
+                 lambda: noisylab.get_label_quality_scores(y, P),
+                 lambda: noisylab.get_label_quality_scores(y, P, method="normalized_margin"),
+                 lambda: noisylab.ConfidentLearning().fit(y, P)):
+        with pytest.raises(noisylab.NoisylabInputError, match=msg):
+            call()

@@ -153,24 +153,27 @@ def check_labels(labels, *, name: str = "labels", n_classes: int | None = None,
     return arr
 
 
-def _check_finite_nonneg(P: np.ndarray, name: str, chunk_rows: int, offset: int = 0) -> None:
-    n = P.shape[0]
-    for start in range(0, n, chunk_rows):
-        block = P[start:start + chunk_rows]
-        start += offset
-        finite = np.isfinite(block)
-        if not finite.all():
-            r, c = np.argwhere(~finite)[0]
-            raise NoisylabInputError(
-                f"{name} must be finite probabilities; got {block[r, c]} at row {start + r}, column {c}."
-            )
-        bmin = block.min()
-        if bmin < 0:
-            r, c = np.argwhere(block < 0)[0]
-            raise NoisylabInputError(
-                f"{name} must be probabilities in [0, 1]; got a negative value {block[r, c]} at row {start + r}, "
-                f"column {c}."
-            )
+def first_bad_value(block, start: int = 0):
+    """``(row, column, value)`` of the first NaN, infinite or negative value of ``block`` in row-major
+    order (rows numbered from ``start``), or None.  The culprit reported does not depend on how the
+    rows are split into blocks."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(block) | (block < 0)
+    flat = np.flatnonzero(bad.ravel())
+    if flat.size == 0:
+        return None
+    r, c = divmod(int(flat[0]), block.shape[1])
+    return start + r, c, block[r, c]
+
+
+def raise_bad_value(name: str, culprit) -> None:
+    row, col, value = culprit
+    shown = str(value)  # numpy's shortest repr in the array's dtype (-0.1, not -0.10000000149011612)
+    if not np.isfinite(value):
+        raise NoisylabInputError(f"{name} must be finite probabilities; got {shown} at row {row}, column {col}.")
+    raise NoisylabInputError(
+        f"{name} must be probabilities in [0, 1]; got a negative value {shown} at row {row}, column {col}."
+    )
 
 
 def _row_sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
@@ -239,7 +242,7 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int | 
     scan = ValueScan(P, name)
     src = Chunked(P, chunk_rows=chunk_rows)
     # One pass: per block the row sums and the minimum.
-    return scan.finish(src.map(scan.block, desc="checking pred_probs"), src)
+    return scan.finish(src.run(scan.block, list, desc="checking pred_probs", memory_bound=True), src)
 
 
 class ValueScan:
@@ -274,9 +277,10 @@ class ValueScan:
         P, name = self.P, self.name
         src = src if src is not None else Chunked(P)
         bad = [p for p in parts if p[0]]
-        if bad:
-            a = bad[0][1]
-            _check_finite_nonneg(P[a:a + bad[0][4]], name, bad[0][4], offset=a)
+        for p in bad:  # the first block with a bad value, unless only its row sums overflowed
+            culprit = first_bad_value(np.asarray(P[p[1]:p[1] + p[4]]), p[1])
+            if culprit is not None:
+                raise_bad_value(name, culprit)
         # first block with the largest deviation (a block's deviation is the largest of its rows')
         worst, _, a, m = max(((p[2], -i, p[1], p[4]) for i, p in enumerate(parts)), key=lambda t: t[:2])
         if worst > _row_sum_tolerance(P.dtype, P.shape[1]):

@@ -58,19 +58,12 @@ from .._validation import (
     _check_pred_probs_structure,
     _row_sum_block,
     _row_sum_tolerance,
+    first_bad_value,
+    raise_bad_value,
     row_sum_verdict,
 )
 
 __all__ = ["DaskChunked", "check_dask_pred_probs", "dask_array_from_npy"]
-
-
-def _check_window(K: int, dtype) -> int:
-    """Rows per block of :func:`noisylab._validation.check_pred_probs` (the default of :class:`Chunked`).
-
-    The in-memory path reports, in the first such block holding a bad value,
-    its first non-finite value, else its first negative value.
-    """
-    return Chunked(np.empty((0, K), dtype=dtype), n_threads=1, progress=Progress(None)).chunk_rows
 
 
 def _require_dask():
@@ -218,12 +211,14 @@ class DaskChunked:
             out.extend(parts)
         return out
 
-    def run(self, fn: Callable, combine: Callable, *row_vectors: np.ndarray, desc: str | None = None):
+    def run(self, fn: Callable, combine: Callable, *row_vectors: np.ndarray, desc: str | None = None,
+            memory_bound: bool = False):
         """One pass: ``combine`` of ``fn`` over all blocks.
 
         Each task runs ``combine(Chunked(block).map(fn, ...))`` on its Dask
         block; the client combines the task results in row order (``combine``
-        must be associative).
+        must be associative).  ``memory_bound`` is accepted for interface
+        compatibility (each task runs in one worker thread anyway).
         """
         return combine(self._execute(fn, combine, row_vectors, desc, 0))
 
@@ -250,28 +245,17 @@ class DaskChunked:
 
 # ---------------------------------------------------------------------------- validation
 def _check_block(start, block, *, acc):
-    """Block statistics of the validation: culprits (only in a bad block), worst row-sum deviation."""
+    """Block statistics of the validation: the first bad value (only in a bad block), worst row-sum deviation."""
     bad, _, dev, row, _ = _row_sum_block(start, block, acc=acc)
     row_sum = float(np.add.reduce(block[row - start], dtype=np.float64))
-    nonfinite = negative = None
-    if bad:
-        finite = np.isfinite(block)
-        if not finite.all():
-            r, c = np.argwhere(~finite)[0]
-            nonfinite = (start + int(r), int(c), block[r, c])
-        neg = block < 0
-        if neg.any():
-            r, c = np.argwhere(neg)[0]
-            negative = (start + int(r), int(c), block[r, c])
-    return nonfinite, negative, dev, row, row_sum
+    return (first_bad_value(block, start) if bad else None), dev, row, row_sum
 
 
 def _combine_checks(parts):
-    """Associative: the first non-finite and first negative value, the worst row (lowest index on ties)."""
-    nonfinite = next((p[0] for p in parts if p[0] is not None), None)
-    negative = next((p[1] for p in parts if p[1] is not None), None)
-    worst = max(parts, key=lambda p: (p[2], -p[3]))
-    return nonfinite, negative, worst[2], worst[3], worst[4]
+    """Associative: the first bad value, the worst row (lowest index on ties)."""
+    culprit = next((p[0] for p in parts if p[0] is not None), None)
+    worst = max(parts, key=lambda p: (p[1], -p[2]))
+    return culprit, worst[1], worst[2], worst[3]
 
 
 def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
@@ -308,21 +292,10 @@ def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
     src = DaskChunked(P)
     K = src.shape[1]
     acc = np.float64 if P.dtype == np.float64 else np.float32
-    nonfinite, negative, worst, worst_row, row_sum = src.run(
+    culprit, worst, worst_row, row_sum = src.run(
         partial(_check_block, acc=acc), _combine_checks, desc="checking pred_probs")
-    # As the in-memory path: in the first of its blocks holding a bad value, the first non-finite
-    # value, else the first negative value.
-    found = [c for c in (nonfinite, negative) if c is not None]
-    if found:
-        w = _check_window(K, P.dtype)
-        window = min(c[0] for c in found) // w
-        if nonfinite is not None and nonfinite[0] // w == window:
-            r, c, v = nonfinite
-            raise NoisylabInputError(f"{name} must be finite probabilities; got {v} at row {r}, column {c}.")
-        r, c, v = negative
-        raise NoisylabInputError(
-            f"{name} must be probabilities in [0, 1]; got a negative value {v} at row {r}, column {c}."
-        )
+    if culprit is not None:  # as the in-memory path: the first bad value in row-major order
+        raise_bad_value(name, culprit)
     if worst > _row_sum_tolerance(P.dtype, K):
         row_sum_verdict(name, P.dtype, K, worst, worst_row, row_sum, stacklevel=5)
         P = (P / P.sum(axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)

@@ -107,8 +107,9 @@ def _combine_rows(parts, *, n_top, dtype, K):
 def _scanned(start, block, *row_slices, fn, scan):
     """``fn`` plus the deferred value checks of ``scan`` on the same block (while it is in cache).
     Bad values are reported by the checks; meanwhile ``fn`` must not warn about them."""
+    checks = scan.block(start, block)  # a streaming read first: fn then finds the block in cache
     with np.errstate(all="ignore"):
-        return fn(start, block, *row_slices), scan.block(start, block)
+        return fn(start, block, *row_slices), checks
 
 
 def _combine_scanned(parts, *, combine):
@@ -154,12 +155,13 @@ def self_confidence_of(y, P, desc="self-confidence", scan=None):
     src = as_chunked(P)
     if scan is not None:
         sc, scan_parts = src.run(partial(_scanned, fn=_own_block, scan=scan),
-                                 partial(_combine_scanned, combine=partial(concat, dtype=src.dtype)), y, desc=desc)
+                                 partial(_combine_scanned, combine=partial(concat, dtype=src.dtype)), y, desc=desc,
+                                 memory_bound=True)
         checked = scan.finish(scan_parts)
         return sc if checked is src.P else self_confidence_of(y, checked, desc)
     if src.kind == "numpy" and not src.is_memmap:
         return src.P[np.arange(src.shape[0]), y]
-    return src.run(_own_block, partial(concat, dtype=src.dtype), y, desc=desc)
+    return src.run(_own_block, partial(concat, dtype=src.dtype), y, desc=desc, memory_bound=True)
 
 
 # --------------------------------------------------------------------------- pass 2
