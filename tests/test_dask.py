@@ -336,7 +336,8 @@ def test_slightly_off_rows_warn_and_renormalise(client, dtype):
     with pytest.warns(UserWarning, match=r"Rows of pred_probs do not sum to 1 \(worst: row \d+ sums to") as got_w:
         got = nl.get_label_quality_scores(y, as_dask(Q), method="normalized_margin")
     assert [str(w.message) for w in got_w] == [str(w.message) for w in expected_w]
-    assert (got_w[0].filename, got_w[0].lineno) == (expected_w[0].filename, expected_w[0].lineno)
+    # both warnings are attributed to the caller's line (here), not to a line inside noisylab
+    assert got_w[0].filename == expected_w[0].filename == __file__
     assert_identical(got, expected)
     with pytest.warns(UserWarning):
         assert_identical(nl.find_label_issues(y, as_dask(Q)), nl.find_label_issues(y, Q))

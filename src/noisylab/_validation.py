@@ -287,12 +287,12 @@ class ValueScan:
             dev = np.abs(_row_sums(np.asarray(P[a:a + m]), self.acc).astype(np.float64) - 1.0)
             worst_row = a + int(np.argmax(dev))
             row_sum = float(np.add.reduce(P[worst_row], dtype=np.float64))
-            row_sum_verdict(name, P.dtype, P.shape[1], worst, worst_row, row_sum, stacklevel=5)
+            row_sum_verdict(name, P.dtype, P.shape[1], worst, worst_row, row_sum)
             P = _renormalized(P, src)
         return P
 
 
-def row_sum_verdict(name, dtype, n_classes, worst, worst_row, row_sum, stacklevel):
+def row_sum_verdict(name, dtype, n_classes, worst, worst_row, row_sum):
     """Raise when the worst row-sum deviation exceeds the renormalisation tolerance, else warn that rows
     are being renormalised.  Called only when ``worst`` exceeds the rounding tolerance."""
     rtol = _renormalize_tolerance(dtype, n_classes)
@@ -302,10 +302,20 @@ def row_sum_verdict(name, dtype, n_classes, worst, worst_row, row_sum, stackleve
             f"(|sum - 1| = {worst:.3g} > tolerance {rtol:.3g}). "
             "Pass probabilities (e.g. a softmax), not logits or scores."
         )
-    warnings.warn(
-        f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); "
-        "renormalising them.", UserWarning, stacklevel=stacklevel,
-    )
+    warn_user(f"Rows of {name} do not sum to 1 (worst: row {worst_row} sums to {row_sum:.6g}); renormalising them.")
+
+
+def warn_user(message: str, category=UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside noisylab (however deep the call)."""
+    import os
+    import sys
+
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 = the caller of warn_user
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def _row_sums(block, acc):

@@ -297,7 +297,7 @@ def check_dask_pred_probs(P, name: str = "pred_probs") -> DaskChunked:
     if culprit is not None:  # as the in-memory path: the first bad value in row-major order
         raise_bad_value(name, culprit)
     if worst > _row_sum_tolerance(P.dtype, K):
-        row_sum_verdict(name, P.dtype, K, worst, worst_row, row_sum, stacklevel=5)
+        row_sum_verdict(name, P.dtype, K, worst, worst_row, row_sum)
         P = (P / P.sum(axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
         src = DaskChunked(P, chunk_rows=src.chunk_rows, progress=src.progress)
     return src

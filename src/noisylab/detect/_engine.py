@@ -116,6 +116,24 @@ def _combine_scanned(parts, *, combine):
     return combine([p[0] for p in parts]), [p[1] for p in parts]
 
 
+def run_checked(P, fn, combine, *row_vectors, scan=None, desc=None, memory_bound=False):
+    """One pass of ``fn`` over ``P`` with the deferred value checks ``scan`` fused in (if given).
+
+    Returns ``(result, P)``.  When the checks renormalise ``pred_probs`` (rows
+    slightly off 1), the pass is run again on the renormalised array, which is
+    returned; invalid values raise before any result is used.
+    """
+    src = as_chunked(P)
+    if scan is None:
+        return src.run(fn, combine, *row_vectors, desc=desc, memory_bound=memory_bound), P
+    out, scan_parts = src.run(partial(_scanned, fn=fn, scan=scan), partial(_combine_scanned, combine=combine),
+                              *row_vectors, desc=desc, memory_bound=memory_bound)
+    checked = scan.finish(scan_parts)
+    if checked is not src.P:
+        return run_checked(checked, fn, combine, *row_vectors, desc=desc, memory_bound=memory_bound)
+    return out, P
+
+
 def pass_rows(y, P, *, want_positive_margins=False, desc="pass 1/2: predictions") -> RowStats:
     """Pass 1 over ``P`` (an array or a runner from :mod:`noisylab._chunks`)."""
     stats, _ = first_pass(y, P, None, want_positive_margins=want_positive_margins, desc=desc)
@@ -125,20 +143,12 @@ def pass_rows(y, P, *, want_positive_margins=False, desc="pass 1/2: predictions"
 def first_pass(y, P, scan, *, want_positive_margins=False, desc="pass 1/2: predictions"):
     """Pass 1, with the value checks of ``pred_probs`` fused in when ``scan`` (a
     :class:`noisylab._validation.ValueScan`) is given.  Returns ``(stats, P)``: ``P`` is the
-    renormalised array when the checks renormalised it (pass 1 is then run again on it)."""
+    renormalised array when the checks renormalised it."""
     src = as_chunked(P)
     K = src.shape[1]
     n_top = min(TOP_MARGINS, K - 1) if want_positive_margins else 0
-    fn = partial(_rows_block, n_top=n_top)
-    combine = partial(_combine_rows, n_top=n_top, dtype=src.dtype, K=K)
-    if scan is None:
-        out = src.run(fn, combine, y, desc=desc)
-    else:
-        out, scan_parts = src.run(partial(_scanned, fn=fn, scan=scan),
-                                  partial(_combine_scanned, combine=combine), y, desc=desc)
-        checked = scan.finish(scan_parts)
-        if checked is not src.P:
-            return first_pass(y, checked, None, want_positive_margins=want_positive_margins, desc=desc)
+    out, P = run_checked(P, partial(_rows_block, n_top=n_top),
+                         partial(_combine_rows, n_top=n_top, dtype=src.dtype, K=K), y, scan=scan, desc=desc)
     stats = RowStats(*out[:3])
     if want_positive_margins:
         stats.pos_rows, stats.pos_cls, stats.pos_val, stats.bound = out[3:]
@@ -153,15 +163,10 @@ def self_confidence_of(y, P, desc="self-confidence", scan=None):
     """``P[i, y_i]`` (n,) in P's dtype: one gather in memory, a streaming pass otherwise (with the
     deferred value checks ``scan`` fused in, if given)."""
     src = as_chunked(P)
-    if scan is not None:
-        sc, scan_parts = src.run(partial(_scanned, fn=_own_block, scan=scan),
-                                 partial(_combine_scanned, combine=partial(concat, dtype=src.dtype)), y, desc=desc,
-                                 memory_bound=True)
-        checked = scan.finish(scan_parts)
-        return sc if checked is src.P else self_confidence_of(y, checked, desc)
-    if src.kind == "numpy" and not src.is_memmap:
+    if scan is None and src.kind == "numpy" and not src.is_memmap:
         return src.P[np.arange(src.shape[0]), y]
-    return src.run(_own_block, partial(concat, dtype=src.dtype), y, desc=desc, memory_bound=True)
+    sc, _ = run_checked(P, _own_block, partial(concat, dtype=src.dtype), y, scan=scan, desc=desc, memory_bound=True)
+    return sc
 
 
 # --------------------------------------------------------------------------- pass 2

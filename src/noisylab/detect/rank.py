@@ -17,7 +17,7 @@ from .._validation import (
     check_labels_and_pred_probs_deferred,
     check_option,
 )
-from ._engine import self_confidence_of
+from ._engine import _own_block, run_checked, self_confidence_of
 
 __all__ = [
     "RANKING_METHODS",
@@ -73,8 +73,12 @@ def _cwe_from_entropy(entropy, sc, K):
     return np.log(s + 1) / np.clip(s, 1e-6, None)
 
 
-def _scores(y, P, method="self_confidence", adjust_pred_probs=False):
-    """Label-quality scores of validated inputs; ``P`` is an array or a runner of :mod:`noisylab._chunks`."""
+def _scores(y, P, method="self_confidence", adjust_pred_probs=False, scan=None):
+    """Label-quality scores of validated inputs; ``P`` is an array or a runner of :mod:`noisylab._chunks`.
+
+    ``scan``: deferred value checks of ``P`` (:class:`noisylab._validation.ValueScan`), fused into
+    the first pass over it.
+    """
     src = as_chunked(P)
     K = src.shape[1]
     t = None
@@ -85,14 +89,17 @@ def _scores(y, P, method="self_confidence", adjust_pred_probs=False):
             )
         from .count import _thresholds
 
-        t = _thresholds(y, src)
+        sc, P = run_checked(P, _own_block, partial(concat, dtype=src.dtype), y, scan=scan, desc="scores",
+                            memory_bound=True)
+        t = _thresholds(y, as_chunked(P), sc=sc)
+        scan = None
     if method == "self_confidence":
         if t is None:
-            return self_confidence_of(y, src)
-        return src.run(partial(_sc_block, t=t), concat, y, desc="scores")
+            return self_confidence_of(y, P, scan=scan)
+        return run_checked(P, partial(_sc_block, t=t), concat, y, desc="scores")[0]
     if method == "normalized_margin":
-        return src.run(partial(_margin_block, t=t), concat, y, desc="scores")
-    entropy, sc = src.run(_entropy_block, _combine_pairs, y, desc="scores")
+        return run_checked(P, partial(_margin_block, t=t), concat, y, scan=scan, desc="scores")[0]
+    (entropy, sc), _ = run_checked(P, _entropy_block, _combine_pairs, y, scan=scan, desc="scores")
     return _cwe_from_entropy(entropy, sc, K)
 
 
@@ -124,12 +131,11 @@ def get_label_quality_scores(labels, pred_probs, *, method="self_confidence", ad
         promoted to float32).
     """
     method = check_option("method", method, RANKING_METHODS)
-    if method == "self_confidence" and not adjust_pred_probs:
-        # one pass: the value checks of pred_probs fused with the gather
-        y, P, scan = check_labels_and_pred_probs_deferred(labels, pred_probs, require_two_classes=False)
-        return self_confidence_of(y, P, scan=scan)
-    y, P = check_labels_and_pred_probs(labels, pred_probs, require_two_classes=False)
-    return _scores(y, P, method, adjust_pred_probs)
+    if adjust_pred_probs and method == "confidence_weighted_entropy":
+        raise NoisylabInputError("adjust_pred_probs=True is not available with method='confidence_weighted_entropy'.")
+    # the value checks of pred_probs are fused into the first pass over it
+    y, P, scan = check_labels_and_pred_probs_deferred(labels, pred_probs, require_two_classes=False)
+    return _scores(y, P, method, adjust_pred_probs, scan=scan)
 
 
 def get_self_confidence_for_each_label(labels, pred_probs):
