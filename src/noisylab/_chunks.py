@@ -189,14 +189,6 @@ class Chunked:
             except (OSError, ValueError):  # pragma: no cover - platform without madvise
                 pass
 
-    def release_all(self) -> None:
-        if self._mm is not None:
-            mm, _ = self._mm
-            try:
-                mm.madvise(mmap.MADV_DONTNEED, 0, len(mm))
-            except (OSError, ValueError):  # pragma: no cover
-                pass
-
     # ------------------------------------------------------------------ passes
     def _parallel(self) -> bool:
         n, K = self.shape
@@ -240,22 +232,10 @@ class Chunked:
             return combine(self.map(fn, *row_vectors, desc=desc, parallel=False, chunk_rows=rows))
         return combine(self.map(fn, *row_vectors, desc=desc))
 
-    def gather(self, rows: np.ndarray, cols: np.ndarray, batch_rows: int = 1 << 16) -> np.ndarray:
-        """``P[rows][:, cols]`` for increasing ``rows`` (memory-mapped input: in batches, pages released)."""
-        rows = np.asarray(rows)
-        cols = np.asarray(cols)
-        if self._mm is None:
-            return self.P[np.ix_(rows, cols)]
-        out = np.empty((rows.shape[0], cols.shape[0]), dtype=self.dtype)
-        for a, b in iter_chunks(rows.shape[0], batch_rows):
-            r = rows[a:b]
-            out[a:b] = self.P[np.ix_(r, cols)]
-            self.release(self.P[int(r[0]):int(r[-1]) + 1])
-        return out
-
     def gather_many(self, requests: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        """:meth:`gather` for several ``(rows, cols)`` requests."""
-        return [self.gather(r, c) for r, c in requests]
+        """``P[np.ix_(rows, cols)]`` for each ``(rows, cols)`` request (random access: used in memory only;
+        out of core the engine streams instead)."""
+        return [self.P[np.ix_(np.asarray(r), np.asarray(c))] for r, c in requests]
 
 
 def as_chunked(P, **kwargs):
