@@ -1,0 +1,250 @@
+"""Out-of-fold predicted probabilities, fold by fold, resumable, in parallel or on a Dask cluster.
+
+Confident learning needs, for every example, probabilities from a model that
+never saw it.  :func:`cross_val_pred_probs` splits the data with a stratified
+K-fold (seeded), fits a clone of any scikit-learn-compatible classifier (a
+scikit-learn model, or noisylab's ``TorchClassifier``) on the other folds and
+predicts the held-out fold.
+
+Following the CL paper's workflow, each finished fold is saved to
+``out_dir/fold_{i}_of_{k}.npz`` (written atomically), so
+
+* an interrupted run resumes: finished folds are not fitted again;
+* one fold can run alone, on another machine (``folds=[i]``), and the folds
+  are combined afterwards (:func:`combine_folds`);
+* every fold file records a fingerprint of the split (n, classes, number of
+  folds, seed, a hash of the labels) and of the classifier's parameters; a
+  file that does not match is refused instead of being mixed in silently.
+
+Folds run in parallel local processes (``n_jobs``, joblib's loky backend) or
+on a ``dask.distributed`` client (``client``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import NoisylabInputError, check_labels
+
+__all__ = ["cv_folds", "cross_val_pred_probs", "combine_folds", "fold_path"]
+
+
+def _split_seed(random_state) -> int:
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
+        raise NoisylabInputError(f"random_state must be an int >= 0 (it names the split); got {random_state!r}.")
+    return int(random_state)
+
+
+def cv_folds(labels, n_folds=4, random_state=0):
+    """Stratified K-fold split: a list of ``(train_idx, test_idx)`` (both sorted), one per fold.
+
+    The same ``(labels, n_folds, random_state)`` always gives the same split.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = check_labels(labels)
+    n_folds = int(n_folds)
+    if n_folds < 2:
+        raise NoisylabInputError(f"n_folds must be >= 2; got {n_folds}.")
+    counts = np.bincount(y)
+    smallest = counts[counts > 0].min()
+    if smallest < n_folds:
+        raise NoisylabInputError(
+            f"every class needs at least n_folds={n_folds} examples for a stratified split; "
+            f"class {int(np.flatnonzero(counts == smallest)[0])} has {smallest}."
+        )
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=_split_seed(random_state))
+    return [(np.sort(tr), np.sort(te)) for tr, te in skf.split(np.zeros(y.shape[0]), y)]
+
+
+def _fingerprint(y, n_classes, n_folds, random_state, clf) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    params = {}
+    if hasattr(clf, "get_params"):
+        params = {k: repr(v) for k, v in sorted(clf.get_params(deep=False).items())}
+    h.update(json.dumps({"n": int(y.shape[0]), "K": int(n_classes), "folds": int(n_folds),
+                         "seed": int(random_state), "clf": type(clf).__name__, "params": params},
+                        sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def fold_path(out_dir, fold, n_folds) -> Path:
+    """Where fold ``fold`` (0-based) of ``n_folds`` is saved."""
+    return Path(out_dir) / f"fold_{int(fold)}_of_{int(n_folds)}.npz"
+
+
+def _fit_fold(clf, X, y, train_idx, test_idx, n_classes):
+    """Fit a clone on ``train_idx`` and return (n_test, n_classes) probabilities for ``test_idx``."""
+    from sklearn.base import clone
+
+    model = clone(clf)
+    model.fit(X[train_idx], y[train_idx])
+    proba = np.asarray(model.predict_proba(X[test_idx]), dtype=np.float64)
+    classes = np.asarray(getattr(model, "classes_", np.arange(proba.shape[1])))
+    if proba.shape != (test_idx.shape[0], classes.shape[0]):
+        raise NoisylabInputError(
+            f"{type(model).__name__}.predict_proba returned shape {proba.shape}; expected "
+            f"({test_idx.shape[0]}, {classes.shape[0]}) (one column per class in classes_)."
+        )
+    out = np.zeros((test_idx.shape[0], n_classes))
+    out[:, classes.astype(np.int64)] = proba  # a class missing from the training folds gets 0
+    return out
+
+
+def _save_fold(path, test_idx, proba, fingerprint):
+    from .io import atomic_write
+
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, test_idx=test_idx, pred_probs=proba, fingerprint=np.array(fingerprint))
+
+
+def _load_fold(path, fingerprint=None):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            test_idx, proba, fp = z["test_idx"], z["pred_probs"], str(z["fingerprint"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise NoisylabInputError(f"{path} is not a readable fold file: {exc}") from None
+    if fingerprint is not None and fp != fingerprint:
+        raise NoisylabInputError(
+            f"{path} was computed for different data, folds, seed or classifier (fingerprint {fp}, "
+            f"expected {fingerprint}); remove it or use another out_dir."
+        )
+    return test_idx, proba, fp
+
+
+def _run_and_save(clf, X, y, train_idx, test_idx, n_classes, path, fingerprint):
+    proba = _fit_fold(clf, X, y, train_idx, test_idx, n_classes)
+    if path is not None:
+        _save_fold(path, test_idx, proba, fingerprint)
+    return test_idx, proba
+
+
+def cross_val_pred_probs(clf, X, labels, *, n_folds=4, random_state=0, n_classes=None, out_dir=None,
+                         folds=None, n_jobs=1, client=None, verbose=False):
+    """Out-of-fold predicted probabilities ``(n, K)``: every row comes from a model that did not see it.
+
+    Parameters
+    ----------
+    clf : scikit-learn-compatible classifier
+        Cloned for every fold (``fit`` / ``predict_proba`` / ``classes_``).
+    X : array-like of shape (n, ...)
+    labels : array-like of int, shape (n,)
+        The given (noisy) labels, 0..K-1.
+    n_folds : int, default=4
+    random_state : int, default=0
+        Seeds the stratified split (the classifier's own seed is its parameter).
+    n_classes : int, optional
+        K (default: ``max(labels) + 1``); columns of classes absent from a
+        fold's training part are 0.
+    out_dir : path, optional
+        Save each fold to ``out_dir/fold_{i}_of_{k}.npz`` and skip folds already
+        saved there (resume).
+    folds : list of int, optional
+        Run only these folds (0-based), e.g. one fold per machine; needs
+        ``out_dir``.  Returns None unless every fold is then present.
+    n_jobs : int, default=1
+        Folds fitted in parallel processes (joblib, loky backend).
+    client : dask.distributed.Client, optional
+        Fit the folds on this cluster instead.
+
+    Returns
+    -------
+    pred_probs : ndarray of shape (n, K), or None when ``folds`` leaves some folds missing.
+    """
+    y = check_labels(labels)
+    X = X if hasattr(X, "shape") and hasattr(X, "__getitem__") else np.asarray(X)
+    if X.shape[0] != y.shape[0]:
+        raise NoisylabInputError(f"X and labels must have the same length; got {X.shape[0]} and {y.shape[0]}.")
+    if not (hasattr(clf, "fit") and hasattr(clf, "predict_proba")):
+        raise NoisylabInputError(f"clf must have fit and predict_proba; got {type(clf).__name__}.")
+    K = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    if y.max() >= K:
+        raise NoisylabInputError(f"labels go up to {int(y.max())} but n_classes={K}.")
+    split = cv_folds(y, n_folds, random_state)
+    fingerprint = _fingerprint(y, K, n_folds, random_state, clf)
+    todo = list(range(n_folds)) if folds is None else sorted({int(f) for f in folds})
+    if any(f < 0 or f >= n_folds for f in todo):
+        raise NoisylabInputError(f"folds must be in 0..{n_folds - 1}; got {folds}.")
+    if folds is not None and out_dir is None:
+        raise NoisylabInputError("folds=... runs part of the folds: give out_dir to keep them.")
+    results = {}
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        for f in range(n_folds):
+            path = fold_path(out_dir, f, n_folds)
+            if path.exists():
+                test_idx, proba, _ = _load_fold(path, fingerprint)
+                results[f] = (test_idx, proba)
+    pending = [f for f in todo if f not in results]
+    if verbose and out_dir is not None and len(pending) < len(todo):
+        print(f"resuming: {len(todo) - len(pending)} of {len(todo)} fold(s) already in {out_dir}")
+
+    def args(f):
+        tr, te = split[f]
+        return (clf, X, y, tr, te, K, fold_path(out_dir, f, n_folds) if out_dir is not None else None,
+                fingerprint)
+
+    if pending:
+        if client is not None:
+            futures = [client.submit(_run_and_save, *args(f), pure=False) for f in pending]
+            outs = client.gather(futures)
+        elif n_jobs is not None and int(n_jobs) != 1 and len(pending) > 1:
+            from joblib import Parallel, delayed
+
+            outs = Parallel(n_jobs=int(n_jobs), backend="loky")(delayed(_run_and_save)(*args(f)) for f in pending)
+        else:
+            outs = []
+            for f in pending:
+                outs.append(_run_and_save(*args(f)))
+                if verbose:
+                    print(f"fold {f + 1}/{n_folds} done")
+        results.update(zip(pending, outs))
+    if len(results) < n_folds:
+        return None
+    return _assemble([results[f] for f in range(n_folds)], y.shape[0], K)
+
+
+def _assemble(parts, n, K):
+    out = np.full((n, K), np.nan)
+    seen = np.zeros(n, dtype=np.int64)
+    for test_idx, proba in parts:
+        out[test_idx] = proba
+        np.add.at(seen, test_idx, 1)
+    if not np.all(seen == 1):
+        bad = int(np.flatnonzero(seen != 1)[0])
+        raise NoisylabInputError(f"the folds do not cover every example exactly once (example {bad}: {seen[bad]}x).")
+    return out
+
+
+def combine_folds(out_dir, n_folds=None):
+    """Combine the fold files of ``out_dir`` (written by :func:`cross_val_pred_probs`) into ``(n, K)``.
+
+    All files must share one fingerprint and cover every example exactly once.
+    """
+    out_dir = Path(out_dir)
+    files = sorted(out_dir.glob("fold_*_of_*.npz"))
+    if n_folds is not None:
+        files = [fold_path(out_dir, f, n_folds) for f in range(int(n_folds))]
+    if not files:
+        raise NoisylabInputError(f"no fold files (fold_I_of_K.npz) in {out_dir}.")
+    ks = {int(p.stem.rsplit("_", 1)[1]) for p in files}
+    if len(ks) != 1:
+        raise NoisylabInputError(f"{out_dir} mixes fold files of different K-fold splits: {sorted(ks)}.")
+    k = ks.pop()
+    missing = [f for f in range(k) if not fold_path(out_dir, f, k).exists()]
+    if missing:
+        raise NoisylabInputError(f"{out_dir}: fold(s) {missing} of {k} are missing; run them first.")
+    parts, fps = [], set()
+    for f in range(k):
+        test_idx, proba, fp = _load_fold(fold_path(out_dir, f, k))
+        parts.append((test_idx, proba))
+        fps.add(fp)
+    if len(fps) != 1:
+        raise NoisylabInputError(f"{out_dir}: the fold files come from different runs (fingerprints {sorted(fps)}).")
+    n = sum(p[0].shape[0] for p in parts)
+    return _assemble(parts, n, parts[0][1].shape[1])
