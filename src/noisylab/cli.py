@@ -137,6 +137,42 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
     de.add_argument("--seed", type=int, default=0, help="default: %(default)s")
 
+    cv = sub.add_parser(
+        "cv-probs", formatter_class=fmt, help="out-of-fold predicted probabilities (needs noisylab[torch])",
+        description="Stratified K-fold out-of-fold predicted probabilities of a model on a data set: every row "
+                    "comes from a model that did not see it. Each finished fold is saved, so an interrupted run "
+                    "resumes; one fold can run alone (--fold) on another machine and the folds are combined "
+                    "afterwards (--combine).",
+        epilog=_examples("""
+            noisylab cv-probs --dataset digits --model small_cnn --folds 4 --noise symmetric:0.3 --out probs.npy
+            noisylab cv-probs --dataset mnist1d --model cnn1d --folds 4 --fold 2 --out probs.npy   # one fold
+            noisylab cv-probs --dataset mnist1d --model cnn1d --folds 4 --combine --out probs.npy
+            noisylab cv-probs --dataset data/cifar-10-batches-py --labels noisy_labels.json --model preact_resnet18 \\
+                --epochs 150 --folds 4 --out probs.npy
+
+            --dataset: digits, mnist1d, gaussian, or a path (CIFAR pickle folder, image folder, .npz/.csv).
+            --model: logreg (scikit-learn) or a noisylab.torch model (mlp, cnn1d, small_cnn, coteaching_cnn,
+            resnet32, preact_resnet18). Fold files go to OUT.folds/ (--folds-dir); with --noise the noisy
+            labels and the flip mask are written to OUT.labels.npz.
+        """))
+    cv.add_argument("--dataset", required=True, help="data set name or path")
+    cv.add_argument("--model", default="auto", help="model name (default: %(default)s = by input shape)")
+    cv.add_argument("--labels", help="labels file to use instead of the data set's (e.g. the CL paper's JSON)")
+    cv.add_argument("--noise", help="synthesize noise on the labels first: KIND:RATE, e.g. symmetric:0.3")
+    cv.add_argument("--folds", type=int, default=4, help="number of folds (default: %(default)s)")
+    cv.add_argument("--fold", type=int, help="run only this fold (0-based) and save it")
+    cv.add_argument("--combine", action="store_true", help="combine the saved folds into --out")
+    cv.add_argument("--folds-dir", help="where fold files go (default: OUT.folds)")
+    cv.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
+    cv.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    cv.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
+    cv.add_argument("--optimizer", default="adam", help="sgd, adam or adamw (default: %(default)s)")
+    cv.add_argument("--augment", help="augmentation preset (e.g. cifar, digits, mnist1d)")
+    cv.add_argument("--seed", type=int, default=0, help="seeds the split, the noise and the models (default: 0)")
+    cv.add_argument("--n-jobs", type=int, default=1, help="folds in parallel processes (default: %(default)s)")
+    cv.add_argument("--dask-scheduler", metavar="ADDRESS", help="fit the folds on this dask.distributed cluster")
+    cv.add_argument("--out", required=True, help=".npy file for the (n, K) probabilities (written atomically)")
+
     be = sub.add_parser("bench", formatter_class=fmt, help="reproduce published benchmark figures",
                         description="Benchmarks that reproduce published figures.",
                         epilog=_examples("noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10"))
@@ -287,6 +323,89 @@ def _dask_input(args):
     return client, P
 
 
+def _cmd_cv_probs(args) -> int:
+    from .cv import combine_folds, cross_val_pred_probs
+    from .io import atomic_write
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".npy":
+        raise NoisylabInputError(f"--out must be a .npy file; got {out.name!r}.")
+    folds_dir = Path(args.folds_dir) if args.folds_dir else out.with_name(out.name + ".folds")
+    if args.fold is not None and args.combine:
+        raise NoisylabInputError("--fold and --combine exclude each other.")
+    if args.combine:
+        P = combine_folds(folds_dir)
+        with atomic_write(out, "wb") as fh:
+            np.save(fh, P)
+        print(f"Combined {folds_dir} into {out}: {P.shape[0]} rows x {P.shape[1]} classes")
+        return 0
+    try:
+        from .torch.data import get_dataset
+    except ImportError as exc:
+        raise NoisylabInputError(str(exc)) from None
+    ds = get_dataset(args.dataset)
+    y = ds.y
+    true = None
+    if args.labels:
+        from .io import encode_labels, read_labels
+
+        lab = read_labels(args.labels)
+        y, _ = encode_labels(lab.values, np.arange(ds.n_classes) if np.issubdtype(lab.values.dtype, np.integer)
+                             else np.asarray(ds.class_names))
+        if y.shape[0] != ds.y.shape[0]:
+            raise NoisylabInputError(f"{args.labels} has {y.shape[0]} labels; the data set has {ds.y.shape[0]} examples.")
+        true = ds.y
+    if args.noise:
+        from .noise import NOISE_KINDS, make_noise
+
+        kind, _, rate = args.noise.partition(":")
+        try:
+            rate = float(rate)
+        except ValueError:
+            raise NoisylabInputError(f"--noise must look like KIND:RATE, e.g. symmetric:0.3; got {args.noise!r}.") from None
+        res = make_noise(check_option("noise kind", kind, NOISE_KINDS), y, rate, exact=True, random_state=args.seed)
+        true, y = y, res.noisy_labels
+        with atomic_write(out.with_name(out.stem + ".labels.npz"), "wb") as fh:
+            np.savez(fh, noisy_labels=y, true_labels=true, flip_mask=res.flip_mask)
+    if args.model == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(max_iter=1000)
+        X = ds.X.reshape(ds.X.shape[0], -1)
+    else:
+        from .torch.estimator import TorchClassifier
+
+        clf = TorchClassifier(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              optimizer=args.optimizer, augment=args.augment, n_classes=ds.n_classes,
+                              random_state=args.seed)
+        X = ds.X
+    client = None
+    if args.dask_scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise NoisylabInputError("--dask-scheduler needs dask.distributed: pip install \"noisylab[dask]\".") from None
+        client = Client(args.dask_scheduler, timeout="20s")
+    try:
+        P = cross_val_pred_probs(clf, X, y, n_folds=args.folds, random_state=args.seed, n_classes=ds.n_classes,
+                                 out_dir=folds_dir, folds=None if args.fold is None else [args.fold],
+                                 n_jobs=args.n_jobs, client=client, verbose=True)
+    finally:
+        if client is not None:
+            client.close()
+    if P is None:
+        print(f"Fold {args.fold} of {args.folds} saved in {folds_dir}; run the others, then --combine.")
+        return 0
+    with atomic_write(out, "wb") as fh:
+        np.save(fh, P)
+    acc_given = float(np.mean(P.argmax(1) == y))
+    msg = f"Wrote {out}: {P.shape[0]} rows x {P.shape[1]} classes; out-of-fold accuracy on the given labels {acc_given:.3f}"
+    if true is not None:
+        msg += f", on the true labels {float(np.mean(P.argmax(1) == true)):.3f}"
+    print(msg)
+    return 0
+
+
 def _cmd_noise(args) -> int:
     from .io import atomic_write, encode_labels, read_labels, read_matrix
     from .noise import NOISE_KINDS, generate_noise_matrix_from_trace, make_noise
@@ -416,6 +535,8 @@ def main(argv=None) -> int:
                 return _cmd_noise(args)
             if args.command == "demo":
                 return _cmd_demo(args)
+            if args.command == "cv-probs":
+                return _cmd_cv_probs(args)
             if args.command == "bench":
                 return _cmd_bench(args, parser)
         except NoisylabInputError as exc:
