@@ -931,7 +931,7 @@ def test_demo_runs_fast_and_reports_precision_recall(capsys):
     assert f1 == pytest.approx(2 * precision * recall / (precision + recall), abs=2e-3)
     flagged = re.search(r"(\d+) issues flagged; (\d+) of them are real flips", out)
     assert flagged and int(flagged.group(2)) / int(flagged.group(1)) == pytest.approx(precision, abs=1e-3)
-    assert re.search(r"Noise: symmetric at rate 0.3 .*: 539 labels changed", out)
+    assert re.search(r"Noise: symmetric at rate 0.3 .*: 377 labels changed", out)  # 30% of the 1257 train labels
 
 
 @pytest.mark.parametrize("args,fragments", [
