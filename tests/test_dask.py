@@ -404,3 +404,19 @@ def test_io_read_pred_probs_dask_and_cli_on_a_cluster(client, tmp_path, capsys):
     with open(out) as fh:
         flagged = sorted(int(r["index"]) for r in csv.DictReader(fh) if r["is_issue"] == "True")
     assert flagged == np.flatnonzero(expected).tolist()
+
+
+def test_cross_val_folds_on_the_cluster_equal_local(client, tmp_path):
+    """Out-of-fold probabilities with the folds fitted on the LocalCluster: same values, fold files saved."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from noisylab.cv import combine_folds, cross_val_pred_probs
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600] / 16.0, y[:600]
+    clf = LogisticRegression(max_iter=300)
+    local = cross_val_pred_probs(clf, X, y, n_folds=3, random_state=4)
+    remote = cross_val_pred_probs(clf, X, y, n_folds=3, random_state=4, client=client, out_dir=tmp_path / "f")
+    np.testing.assert_allclose(remote, local, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(combine_folds(tmp_path / "f"), remote)
