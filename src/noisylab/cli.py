@@ -181,6 +181,40 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--dask-scheduler", metavar="ADDRESS", help="fit the folds on this dask.distributed cluster")
     cv.add_argument("--out", required=True, help=".npy file for the (n, K) probabilities (written atomically)")
 
+    tr = sub.add_parser(
+        "train", formatter_class=fmt, help="train a model on (noisy, possibly pruned) labels (needs noisylab[torch])",
+        description="Train a network on a data set's training split with standard cross-entropy, from given or "
+                    "synthesized noisy labels and optionally only on the examples of a boolean train mask (the CL "
+                    "paper's --train-labels / --dir-train-mask). The model is selected on a held-out NOISY "
+                    "validation split, never on the test set; the last-epoch accuracy is reported too. Writes "
+                    "history.json/.csv and result.json to --out; a killed run resumes from --out/checkpoint.",
+        epilog=_examples("""
+            noisylab train --dataset digits --noise symmetric:0.4 --epochs 30 --out runs/noisy
+            noisylab train --dataset digits --noise symmetric:0.4 --train-mask keep.npy --out runs/pruned
+            noisylab train --dataset data/cifar-10-batches-py --labels cifar10_noisy_labels.json \\
+                --train-mask cifar10_train_mask.npy --model preact_resnet18 --augment cifar --epochs 150 --out runs/cl
+
+            --labels: .npy/.csv/.json (incl. the CL paper's {path: label}, in sorted-path order); --train-mask:
+            a boolean .npy with one entry per training example (True = train on it).
+        """))
+    tr.add_argument("--dataset", required=True, help="data set name or path")
+    tr.add_argument("--labels", help="training labels file (instead of the data set's)")
+    tr.add_argument("--noise", help="synthesize noise on the training labels: KIND:RATE")
+    tr.add_argument("--train-mask", help="boolean .npy: train only on these examples")
+    tr.add_argument("--model", default="auto", help="model name (default: by input shape)")
+    tr.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
+    tr.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    tr.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
+    tr.add_argument("--optimizer", default="adam", help="sgd, adam or adamw (default: %(default)s)")
+    tr.add_argument("--schedule", default="cosine", help="constant, cosine, step, linear_decay (default: %(default)s)")
+    tr.add_argument("--augment", help="augmentation preset")
+    tr.add_argument("--val-fraction", type=float, default=0.1, help="noisy validation split (default: %(default)s)")
+    tr.add_argument("--test-size", type=float, default=0.3,
+                    help="test fraction when the data set has no fixed test split (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    tr.add_argument("--progress", action="store_true", help="show a progress bar")
+    tr.add_argument("--out", required=True, help="output folder")
+
     be = sub.add_parser("bench", formatter_class=fmt, help="reproduce published benchmark figures",
                         description="Benchmarks that reproduce published figures.",
                         epilog=_examples("noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10"))
@@ -329,6 +363,88 @@ def _dask_input(args):
     n_workers = len(client.scheduler_info().get("workers", {}))
     print(f"Dask scheduler {args.dask_scheduler}: {n_workers} worker(s)", file=sys.stderr)
     return client, P
+
+
+def _training_labels(args, y, class_names):
+    """(labels, true labels or None) from --labels / --noise, as in cv-probs."""
+    true = None
+    if args.labels:
+        from .io import encode_labels, read_labels
+
+        lab = read_labels(args.labels)
+        y_new, _ = encode_labels(lab.values, np.arange(len(class_names)) if np.issubdtype(lab.values.dtype, np.integer)
+                                 else np.asarray(class_names))
+        if y_new.shape[0] != y.shape[0]:
+            raise NoisylabInputError(f"{args.labels} has {y_new.shape[0]} labels; the training set has {y.shape[0]}.")
+        true, y = y, y_new
+    if args.noise:
+        from .noise import NOISE_KINDS, make_noise
+
+        kind, _, rate = args.noise.partition(":")
+        try:
+            rate = float(rate)
+        except ValueError:
+            raise NoisylabInputError(f"--noise must look like KIND:RATE, e.g. symmetric:0.3; got {args.noise!r}.") from None
+        res = make_noise(check_option("noise kind", kind, NOISE_KINDS), y, rate, exact=True, random_state=args.seed)
+        true, y = y, res.noisy_labels
+    return y, true
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    from .io import atomic_write
+
+    try:
+        from .torch.augment import get_augmentation
+        from .torch.data import get_dataset
+        from .torch.models import default_model_for, make_model
+        from .torch.trainer import Trainer, TrainConfig
+    except ImportError as exc:
+        raise NoisylabInputError(str(exc)) from None
+    out = Path(args.out)
+    train, test = get_dataset(args.dataset).split(args.test_size, random_state=args.seed)
+    y, true = _training_labels(args, train.y, train.class_names)
+    X = train.X
+    keep = np.ones(y.shape[0], dtype=bool)
+    if args.train_mask:
+        keep = np.load(args.train_mask, allow_pickle=False)
+        if keep.dtype != bool or keep.shape != y.shape:
+            raise NoisylabInputError(f"--train-mask must be a boolean .npy of shape {y.shape}; got {keep.dtype} "
+                                     f"{keep.shape}.")
+    shape, K = tuple(X.shape[1:]), train.n_classes
+    name = default_model_for(shape) if args.model == "auto" else args.model
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      schedule=args.schedule, val_fraction=args.val_fraction, random_state=args.seed,
+                      augment=get_augmentation(args.augment) if args.augment else None, progress=args.progress,
+                      checkpoint_dir=str(out / "checkpoint"))
+    trainer = Trainer(lambda: make_model(name, shape, K, random_state=args.seed), cfg)
+    trainer.fit(X[keep], y[keep], test.X, test.y)
+    out.mkdir(parents=True, exist_ok=True)
+    hist = trainer.history_
+    best = trainer.best_epoch_ if trainer.best_epoch_ is not None else trainer.last_epoch_
+    result = {
+        "dataset": args.dataset, "model": name, "n_train": int(keep.sum()), "n_train_total": int(y.shape[0]),
+        "n_test": int(test.y.shape[0]), "noise": args.noise, "labels": args.labels, "train_mask": args.train_mask,
+        "wrong_labels_in_training": None if true is None else int(np.sum(y[keep] != true[keep])),
+        "selection": "best epoch on the noisy validation split" if trainer.best_epoch_ is not None else "last epoch",
+        "best_epoch": int(best), "test_acc_best_epoch": float(hist[best]["test_acc"]),
+        "test_acc_last_epoch": float(hist[-1]["test_acc"]), "config": cfg.hash_dict(),
+    }
+    with atomic_write(out / "history.json", "w") as fh:
+        json.dump(list(hist), fh, indent=1)
+    keys = list(hist[0])
+    with atomic_write(out / "history.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(keys)
+        w.writerows([[row.get(k) for k in keys] for row in hist])
+    with atomic_write(out / "result.json", "w") as fh:
+        json.dump(result, fh, indent=1, default=str)
+    print(f"Trained {name} on {result['n_train']} of {result['n_train_total']} training examples"
+          + ("" if true is None else f" ({result['wrong_labels_in_training']} with a wrong label)")
+          + f"; test accuracy {result['test_acc_best_epoch']:.4f} at the best noisy-validation epoch "
+            f"{best}, {result['test_acc_last_epoch']:.4f} at the last epoch. Wrote {out}/result.json.")
+    return 0
 
 
 def _cmd_cv_probs(args) -> int:
@@ -543,6 +659,8 @@ def main(argv=None) -> int:
                 return _cmd_noise(args)
             if args.command == "demo":
                 return _cmd_demo(args)
+            if args.command == "train":
+                return _cmd_train(args)
             if args.command == "cv-probs":
                 return _cmd_cv_probs(args)
             if args.command == "bench":

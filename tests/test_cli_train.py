@@ -1,0 +1,38 @@
+"""`noisylab train`: noisy / pruned training from the command line, resumable, no test-set selection."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from noisylab.cli import main  # noqa: E402
+
+
+def test_train_with_noise_and_mask_writes_results_and_resumes(tmp_path, capsys):
+    common = ["train", "--dataset", "digits", "--noise", "symmetric:0.4", "--epochs", "3", "--lr", "0.01",
+              "--seed", "2"]
+    keep = np.ones(1257, dtype=bool)
+    keep[::4] = False
+    np.save(tmp_path / "keep.npy", keep)
+    out = tmp_path / "run"
+    assert main(common + ["--train-mask", str(tmp_path / "keep.npy"), "--out", str(out)]) == 0
+    res = json.loads((out / "result.json").read_text())
+    hist = json.loads((out / "history.json").read_text())
+    assert res["n_train"] == int(keep.sum()) and res["n_train_total"] == 1257 and res["n_test"] == 540
+    assert len(hist) == 3 and res["test_acc_last_epoch"] == hist[-1]["test_acc"]
+    best = int(np.argmax([h["val_acc"] for h in hist]))  # chosen on the noisy validation split
+    assert res["best_epoch"] == best and res["test_acc_best_epoch"] == hist[best]["test_acc"]
+    assert 0.35 * keep.sum() < res["wrong_labels_in_training"] < 0.45 * keep.sum()
+    # rerun: resumes from the finished checkpoint and reports the same figures
+    assert main(common + ["--train-mask", str(tmp_path / "keep.npy"), "--out", str(out)]) == 0
+    again = json.loads((out / "result.json").read_text())
+    assert again["test_acc_best_epoch"] == res["test_acc_best_epoch"]
+    assert "at the best noisy-validation epoch" in capsys.readouterr().out
+
+
+def test_train_bad_mask(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.ones(10, dtype=bool))
+    assert main(["train", "--dataset", "digits", "--train-mask", str(tmp_path / "m.npy"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "boolean .npy of shape (1257,)" in capsys.readouterr().err
