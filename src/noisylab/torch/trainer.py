@@ -143,8 +143,10 @@ class TrainConfig:
         ``augment(x, generator) -> x`` applied on the device to each training batch (never to
         evaluation passes).  ``generator`` is a ``torch.Generator`` on the data's device; draw all
         randomness from it.  Only its qualified name enters the config hash.
-    eval_batch_size : int, default=1024
-        Batch size of evaluation / prediction passes.
+    eval_batch_size : int, default=256
+        Batch size of evaluation / prediction passes.  Small blocks keep the activations in cache:
+        on the CPU an eval pass of the 1-D CNN over 4000 MNIST-1D examples took 38 ms with 256-row
+        blocks and 160 ms with 1024-row blocks.
     progress : bool, default=False
         Show one tqdm bar over the epochs with the latest metrics.
     checkpoint_dir : str or Path or None, default=None
@@ -171,7 +173,7 @@ class TrainConfig:
     deterministic: bool = True
     random_state: int | None = 0
     augment: Callable | None = None
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
     progress: bool = False
     checkpoint_dir: str | os.PathLike | None = None
     checkpoint_every: int = 1
