@@ -468,29 +468,10 @@ def _cmd_cv_probs(args) -> int:
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
     ds = get_dataset(args.dataset)
-    y = ds.y
-    true = None
-    if args.labels:
-        from .io import encode_labels, read_labels
-
-        lab = read_labels(args.labels)
-        y, _ = encode_labels(lab.values, np.arange(ds.n_classes) if np.issubdtype(lab.values.dtype, np.integer)
-                             else np.asarray(ds.class_names))
-        if y.shape[0] != ds.y.shape[0]:
-            raise NoisylabInputError(f"{args.labels} has {y.shape[0]} labels; the data set has {ds.y.shape[0]} examples.")
-        true = ds.y
+    y, true = _training_labels(args, ds.y, ds.class_names)
     if args.noise:
-        from .noise import NOISE_KINDS, make_noise
-
-        kind, _, rate = args.noise.partition(":")
-        try:
-            rate = float(rate)
-        except ValueError:
-            raise NoisylabInputError(f"--noise must look like KIND:RATE, e.g. symmetric:0.3; got {args.noise!r}.") from None
-        res = make_noise(check_option("noise kind", kind, NOISE_KINDS), y, rate, exact=True, random_state=args.seed)
-        true, y = y, res.noisy_labels
         with atomic_write(out.with_name(out.stem + ".labels.npz"), "wb") as fh:
-            np.savez(fh, noisy_labels=y, true_labels=true, flip_mask=res.flip_mask)
+            np.savez(fh, noisy_labels=y, true_labels=true, flip_mask=y != true)
     if args.model == "logreg":
         from sklearn.linear_model import LogisticRegression
 
