@@ -16,7 +16,7 @@ from .io import encode_labels
 __version__ = "0.1.0"
 
 __all__ = list(_detect_all) + ["NoisylabInputError", "encode_labels", "io", "metrics", "noise", "__version__",
-                               "CleanLearning", "cross_val_pred_probs"]
+                               "CleanLearning", "cross_val_pred_probs"]  # noqa: F405 (lazy, see __getattr__)
 
 _LAZY = {"CleanLearning": ("cleanlearning", "CleanLearning"), "cross_val_pred_probs": ("cv", "cross_val_pred_probs")}
 
