@@ -922,7 +922,7 @@ def test_demo_runs_fast_and_reports_precision_recall(capsys):
     code, out, err = cli(capsys, "demo")
     elapsed = time.perf_counter() - t0
     assert code == 0, err
-    assert elapsed < 60
+    assert elapsed < 180  # about 12 s on an idle 2-core machine; a guard against pathological slowdowns only
     assert "scikit-learn digits, 1797 examples, 10 classes" in out
     m = re.search(r"precision (\d\.\d+)\s+recall (\d\.\d+)\s+F1 (\d\.\d+)", out)
     assert m, out

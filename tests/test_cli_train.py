@@ -36,3 +36,22 @@ def test_train_bad_mask(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--train-mask", str(tmp_path / "m.npy"), "--out",
                  str(tmp_path / "o")]) == 2
     assert "boolean .npy of shape (1257,)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["coteaching", "coteaching_plus", "forward", "bootstrap_soft", "bootstrap_hard"])
+def test_train_methods_run_and_are_recorded(tmp_path, method):
+    out = tmp_path / method
+    assert main(["train", "--dataset", "gaussian", "--noise", "pair:0.3", "--method", method, "--epochs", "2",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["method"] == method and res["config"]["epochs"] == 2
+
+
+def test_train_method_errors(tmp_path, capsys):
+    base = ["train", "--dataset", "gaussian", "--epochs", "1", "--out", str(tmp_path / "o")]
+    assert main(base + ["--method", "coteaching"]) == 2
+    assert "needs --forget-rate" in capsys.readouterr().err
+    assert main(base + ["--method", "forward"]) == 2
+    assert "needs --transition FILE" in capsys.readouterr().err
+    assert main(base + ["--method", "coteachin"]) == 2
+    assert "Did you mean 'coteaching'" in capsys.readouterr().err

@@ -224,7 +224,7 @@ def test_demo_detects_the_flips():
     assert res["n_flipped"] == 377  # exact mode: 30% of the 1257 training labels (70/30 split of 1797)
     assert res["precision"] > 0.85 and res["recall"] > 0.85
     assert abs(res["estimated_noise_rate"] - 0.3) < 0.05
-    assert res["seconds"] < 60
+    assert res["seconds"] < 180  # about 12 s on an idle 2-core machine
     assert any("precision" in line for line in lines)
 
 

@@ -183,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train", formatter_class=fmt, help="train a model on (noisy, possibly pruned) labels (needs noisylab[torch])",
-        description="Train a network on a data set's training split with standard cross-entropy, from given or "
+        description="Train a network on a data set's training split with a noisy-label method (--method), from given or "
                     "synthesized noisy labels and optionally only on the examples of a boolean train mask (the CL "
                     "paper's --train-labels / --dir-train-mask). The model is selected on a held-out NOISY "
                     "validation split, never on the test set; the last-epoch accuracy is reported too. Writes "
@@ -191,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_examples("""
             noisylab train --dataset digits --noise symmetric:0.4 --epochs 30 --out runs/noisy
             noisylab train --dataset digits --noise symmetric:0.4 --train-mask keep.npy --out runs/pruned
+            noisylab train --dataset mnist1d --noise pair:0.4 --method coteaching --epochs 40 --out runs/ct
+            noisylab train --dataset mnist1d --noise pair:0.4 --method forward --out runs/fw   # true T of the noise
             noisylab train --dataset data/cifar-10-batches-py --labels cifar10_noisy_labels.json \\
                 --train-mask cifar10_train_mask.npy --model preact_resnet18 --augment cifar --epochs 150 --out runs/cl
 
@@ -201,6 +203,13 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--labels", help="training labels file (instead of the data set's)")
     tr.add_argument("--noise", help="synthesize noise on the training labels: KIND:RATE")
     tr.add_argument("--train-mask", help="boolean .npy: train only on these examples")
+    tr.add_argument("--method", default="standard",
+                    help="standard (cross-entropy), coteaching, coteaching_plus, forward (forward loss correction "
+                         "with the true noise matrix of --noise or --transition FILE), bootstrap_soft, bootstrap_hard "
+                         "(default: %(default)s)")
+    tr.add_argument("--forget-rate", type=float,
+                    help="Co-teaching's forget rate (default: the rate of --noise)")
+    tr.add_argument("--transition", help="forward: K x K noise matrix P(noisy=row | true=column) (.npy/.csv)")
     tr.add_argument("--model", default="auto", help="model name (default: by input shape)")
     tr.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
     tr.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
@@ -390,6 +399,40 @@ def _training_labels(args, y, class_names):
     return y, true
 
 
+TRAIN_METHODS = ("standard", "coteaching", "coteaching_plus", "forward", "bootstrap_soft", "bootstrap_hard")
+
+
+def _train_strategy(args, y, true, K):
+    """The trainer strategy of ``--method`` (None = plain cross-entropy)."""
+    method = check_option("method", args.method, TRAIN_METHODS)
+    if method == "standard":
+        return None
+    from .torch.methods import Bootstrap, CoTeaching, ForwardCorrection
+
+    if method in ("coteaching", "coteaching_plus"):
+        rate = args.forget_rate
+        if rate is None:
+            if not args.noise:
+                raise NoisylabInputError(f"--method {method} needs --forget-rate (the estimated noise rate), "
+                                         "or --noise to use its rate.")
+            rate = float(args.noise.partition(":")[2])
+        return CoTeaching(forget_rate=rate, plus=method == "coteaching_plus")
+    if method == "forward":
+        if args.transition:
+            from .io import read_matrix
+
+            T = read_matrix(args.transition)
+        elif true is not None and args.noise:
+            T = np.zeros((K, K))  # the realised matrix of the synthesized noise, P(noisy=row | true=column)
+            np.add.at(T, (y, true), 1.0)
+            T /= np.clip(T.sum(axis=0, keepdims=True), 1, None)
+            T[:, T.sum(axis=0) == 0] = np.eye(K)[:, T.sum(axis=0) == 0]
+        else:
+            raise NoisylabInputError("--method forward needs --transition FILE, or --noise (its true matrix is used).")
+        return ForwardCorrection(T)
+    return Bootstrap(mode="soft" if method == "bootstrap_soft" else "hard")
+
+
 def _cmd_train(args) -> int:
     import json
 
@@ -418,13 +461,14 @@ def _cmd_train(args) -> int:
                       schedule=args.schedule, val_fraction=args.val_fraction, random_state=args.seed,
                       augment=get_augmentation(args.augment) if args.augment else None, progress=args.progress,
                       checkpoint_dir=str(out / "checkpoint"))
-    trainer = Trainer(lambda: make_model(name, shape, K, random_state=args.seed), cfg)
+    strategy = _train_strategy(args, y, true, K)
+    trainer = Trainer(lambda: make_model(name, shape, K, random_state=args.seed), cfg, strategy=strategy)
     trainer.fit(X[keep], y[keep], test.X, test.y)
     out.mkdir(parents=True, exist_ok=True)
     hist = trainer.history_
     best = trainer.best_epoch_ if trainer.best_epoch_ is not None else trainer.last_epoch_
     result = {
-        "dataset": args.dataset, "model": name, "n_train": int(keep.sum()), "n_train_total": int(y.shape[0]),
+        "dataset": args.dataset, "method": args.method, "model": name, "n_train": int(keep.sum()), "n_train_total": int(y.shape[0]),
         "n_test": int(test.y.shape[0]), "noise": args.noise, "labels": args.labels, "train_mask": args.train_mask,
         "wrong_labels_in_training": None if true is None else int(np.sum(y[keep] != true[keep])),
         "selection": "best epoch on the noisy validation split" if trainer.best_epoch_ is not None else "last epoch",
@@ -440,7 +484,7 @@ def _cmd_train(args) -> int:
         w.writerows([[row.get(k) for k in keys] for row in hist])
     with atomic_write(out / "result.json", "w") as fh:
         json.dump(result, fh, indent=1, default=str)
-    print(f"Trained {name} on {result['n_train']} of {result['n_train_total']} training examples"
+    print(f"Trained {name} ({args.method}) on {result['n_train']} of {result['n_train_total']} training examples"
           + ("" if true is None else f" ({result['wrong_labels_in_training']} with a wrong label)")
           + f"; test accuracy {result['test_acc_best_epoch']:.4f} at the best noisy-validation epoch "
             f"{best}, {result['test_acc_last_epoch']:.4f} at the last epoch. Wrote {out}/result.json.")
