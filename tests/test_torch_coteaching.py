@@ -204,6 +204,9 @@ def test_trainer_run_deterministic_and_resumes_exactly(tmp_path):
     for o0, o1 in zip(runs[0].strategy_.optimizers, tr.strategy_.optimizers):
         assert o0.param_groups[0]["betas"] == o1.param_groups[0]["betas"]
     assert h.without_timing() == tr.history_.without_timing()
+    # the same checkpoint with another forget rate is a different training: refused
+    with pytest.raises(NoisylabInputError, match="different configuration"):
+        Trainer(MLP, ck, strategy=CoTeaching(0.2, num_gradual=3, beta1_after_decay=0.1)).fit(X, y)
 
 
 class RecordingCoTeaching(CoTeaching):

@@ -473,6 +473,25 @@ def _seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) % (2**63)]
 
 
+def _strategy_params_digest(strategy) -> str:
+    """A digest of a strategy's constructor parameters (its public attributes before ``setup``), so that
+    resuming with other parameters (e.g. another forget rate) is refused like another config."""
+    if strategy is None:
+        return ""
+    h = hashlib.sha256()
+    for key in sorted(vars(strategy)):
+        if key.startswith("_") or key.endswith("_") or key in ("model", "models", "optimizer", "optimizers"):
+            continue
+        value = vars(strategy)[key]
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray):
+            h.update(key.encode() + str(value.dtype).encode() + str(value.shape).encode() + value.tobytes())
+        elif isinstance(value, (bool, int, float, str, tuple, list, type(None))):
+            h.update(f"{key}={value!r};".encode())
+    return h.hexdigest()
+
+
 class Trainer:
     """Train a model with a :class:`Strategy` and :class:`Callback` s.
 
@@ -581,7 +600,8 @@ class Trainer:
         self._x_shape = tuple(X_np.shape[1:])
         strategy_name = f"{type(self.strategy).__module__}.{type(self.strategy).__qualname__}" \
             if self.strategy is not None else "noisylab.torch.trainer.CrossEntropy"
-        config_hash = hashlib.sha256((cfg.hash() + strategy_name).encode()).hexdigest()
+        config_hash = hashlib.sha256((cfg.hash() + strategy_name + _strategy_params_digest(self.strategy))
+                                     .encode()).hexdigest()
         data_hash = self._data_hash(X_np, y_np, Xt_np.shape if has_test else None)
 
         ckpt_path = ckpt = None
@@ -593,7 +613,8 @@ class Trainer:
                 ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
                 if ckpt.get("config_hash") != config_hash:
                     raise NoisylabInputError(
-                        f"{ckpt_path} was written by a training with a different configuration (or strategy); "
+                        f"{ckpt_path} was written by a training with a different configuration "
+                        "(or strategy or strategy parameters); "
                         "refusing to resume.  Use another checkpoint_dir or delete the checkpoint."
                     )
                 if ckpt.get("data_hash") != data_hash:
