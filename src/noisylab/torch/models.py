@@ -130,7 +130,7 @@ class BaseClassifier(nn.Module):
 
     Subclasses set ``self.input_shape`` (as given by the user), ``self._canonical_shape`` (the
     shape the body works on), ``self.n_classes``, ``self.feature_dim``, ``self.head`` and
-    implement ``_embed(x)`` on inputs of shape ``(N, *_canonical_shape)``.
+    hold the layers up to the embedding in ``self.body`` (or override ``_embed``) for inputs of shape ``(N, *_canonical_shape)``.
     """
 
     input_shape: tuple[int, ...]
@@ -148,8 +148,9 @@ class BaseClassifier(nn.Module):
             )
         return x.reshape(x.shape[0], *self._canonical_shape)
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate embedding; every model here keeps its layers up to it in ``self.body``."""
+        return self.body(x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate embedding, shape ``(N, feature_dim)`` (the input of ``head``)."""
@@ -224,9 +225,6 @@ class MLP(BaseClassifier):
         self.feature_dim = d_in
         self.head = nn.Linear(d_in, self.n_classes)
 
-    def _embed(self, x):
-        return self.body(x)
-
 
 # --------------------------------------------------------------------------------------------
 # 1-D CNN
@@ -279,9 +277,6 @@ class CNN1D(BaseClassifier):
         self.body = nn.Sequential(*layers)
         self.feature_dim = c_in
         self.head = nn.Linear(c_in, self.n_classes)
-
-    def _embed(self, x):
-        return self.body(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,9 +331,6 @@ class SmallCNN(BaseClassifier):
         self.body = nn.Sequential(*layers)
         self.feature_dim = c_in
         self.head = nn.Linear(c_in, self.n_classes)
-
-    def _embed(self, x):
-        return self.body(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,9 +411,6 @@ class CoteachingCNN(BaseClassifier):
         self.body = nn.Sequential(*layers)
         self.feature_dim = c_in
         self.head = nn.Linear(c_in, self.n_classes)
-
-    def _embed(self, x):
-        return self.body(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,9 +497,6 @@ class ResNet32(BaseClassifier):
         self.feature_dim = c_in
         self.head = nn.Linear(c_in, self.n_classes)
 
-    def _embed(self, x):
-        return self.body(x)
-
 
 # --------------------------------------------------------------------------------------------
 # PreAct-ResNet-18
@@ -577,9 +563,6 @@ class PreActResNet18(BaseClassifier):
         self.body = nn.Sequential(*layers)
         self.feature_dim = c_in
         self.head = nn.Linear(c_in, self.n_classes)
-
-    def _embed(self, x):
-        return self.body(x)
 
 
 # --------------------------------------------------------------------------------------------

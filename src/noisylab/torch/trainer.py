@@ -421,12 +421,20 @@ class Strategy:
 
 
 class CrossEntropy(Strategy):
-    """Plain cross-entropy on the (noisy) labels: the default strategy."""
+    """Plain cross-entropy on the (noisy) labels: the default strategy.
+
+    Single-model loss methods (forward correction, bootstrapping ...) subclass it and override
+    :meth:`loss` only; the optimisation step is this one.
+    """
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean training loss of a batch."""
+        return F.cross_entropy(logits, y)
 
     def train_step(self, batch) -> dict:
         x, y, _ = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..._validation import NoisylabInputError, check_option
-from ..trainer import Strategy
+from ..trainer import CrossEntropy
 
 __all__ = [
     "forward_corrected_ce",
@@ -234,7 +234,7 @@ def T_from_confident_learning(labels, pred_probs, **kwargs) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------- strategies
-class ForwardCorrection(Strategy):
+class ForwardCorrection(CrossEntropy):
     """Cross-entropy with forward loss correction by a fixed noise matrix ``T``.
 
     Parameters
@@ -257,14 +257,8 @@ class ForwardCorrection(Strategy):
         super().setup(trainer)
         self.T_ = torch.as_tensor(self.T, dtype=torch.float32, device=trainer.device_)
 
-    def train_step(self, batch) -> dict:
-        x, y, _ = batch
-        logits = self.model(x)
-        loss = forward_corrected_ce(logits, y, self.T_, reduction="mean")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.detach(), "logits": logits.detach()}
+    def loss(self, logits, y) -> torch.Tensor:
+        return forward_corrected_ce(logits, y, self.T_, reduction="mean")
 
     def extra_state_dict(self) -> dict:
         return {"T": torch.as_tensor(self.T, dtype=torch.float64)}
@@ -274,7 +268,7 @@ class ForwardCorrection(Strategy):
             raise NoisylabInputError("The checkpoint was written with a different noise matrix T; refusing to resume.")
 
 
-class Bootstrap(Strategy):
+class Bootstrap(CrossEntropy):
     """Reed et al.'s bootstrapping loss (paper form, see module docs).
 
     Parameters
@@ -300,14 +294,6 @@ class Bootstrap(Strategy):
             return soft_bootstrap_loss(logits, y, self.beta, detach_target=self.detach_target, reduction="mean")
         return hard_bootstrap_loss(logits, y, self.beta, reduction="mean")
 
-    def train_step(self, batch) -> dict:
-        x, y, _ = batch
-        logits = self.model(x)
-        loss = self.loss(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.detach(), "logits": logits.detach()}
 
     def extra_state_dict(self) -> dict:
         return {"beta": self.beta, "mode": self.mode, "detach_target": int(self.detach_target)}
