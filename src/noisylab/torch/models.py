@@ -130,7 +130,8 @@ class BaseClassifier(nn.Module):
 
     Subclasses set ``self.input_shape`` (as given by the user), ``self._canonical_shape`` (the
     shape the body works on), ``self.n_classes``, ``self.feature_dim``, ``self.head`` and
-    hold the layers up to the embedding in ``self.body`` (or override ``_embed``) for inputs of shape ``(N, *_canonical_shape)``.
+    hold the layers up to the embedding in ``self.body`` (or override ``_embed``) for inputs of
+    shape ``(N, *_canonical_shape)``.
     """
 
     input_shape: tuple[int, ...]
