@@ -238,3 +238,40 @@ def test_selection_purer_than_data_and_not_worse_than_ce():
     assert clean[picks].mean() > clean.mean() + 0.2  # small-loss picks are much purer than the data
     acc_co, acc_ce = co.history_[-1]["test_acc"], ce.history_[-1]["test_acc"]
     assert acc_co >= acc_ce - 0.02  # at this tiny size CE is also fine; Co-teaching must not be worse
+
+
+# ----------------------------------------------------------------------------- class weights
+def test_class_weights_weight_ranking_and_update_losses():
+    tr = fake_trainer(lr=0.5)
+    w = np.array([1.0, 3.0, 0.5])
+    s = CoTeaching(0.5, num_gradual=1, class_weights=w)
+    s.setup(tr)
+    s.on_epoch_begin(5)  # full forget rate 0.5
+    torch.manual_seed(1)
+    x = torch.randn(8, 2)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    f0 = copy.deepcopy(s.model_f.state_dict())
+    with torch.no_grad():
+        lf = F.cross_entropy(s.model_f(x), y, reduction="none") * torch.tensor(w, dtype=torch.float32)[y]
+        lg = F.cross_entropy(s.model_g(x), y, reduction="none") * torch.tensor(w, dtype=torch.float32)[y]
+    pick_g = torch.argsort(lg, stable=True)[:4]  # f learns from g's weighted small-loss picks
+    # expected f update: weighted mean over g's picks
+    ref = copy.deepcopy(s.model_f)
+    ref.load_state_dict(f0)
+    wt = torch.tensor(w, dtype=torch.float32)
+    loss = (F.cross_entropy(ref(x[pick_g]), y[pick_g], reduction="none") * wt[y[pick_g]]).sum() / wt[y[pick_g]].sum()
+    grads = torch.autograd.grad(loss, list(ref.parameters()))
+    s.train_step((x, y, torch.arange(8)))
+    for p, p0, g in zip(s.model_f.parameters(), ref.parameters(), grads):
+        assert torch.allclose(p, p0 - 0.5 * g, atol=1e-6)
+
+
+def test_class_weights_validation():
+    with pytest.raises(NoisylabInputError, match="class_weights"):
+        CoTeaching(0.2, class_weights=[1.0, -1.0])
+    with pytest.raises(NoisylabInputError, match="class_weights"):
+        CoTeaching(0.2, class_weights=[[1.0, 2.0]])
+    s = CoTeaching(0.2, class_weights=[1.0, 2.0])  # K = 2 but the model has 3 outputs
+    s.setup(fake_trainer())
+    with pytest.raises(NoisylabInputError, match="2 entries but the model has 3 outputs"):
+        s.train_step((torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), torch.arange(4)))

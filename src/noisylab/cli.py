@@ -204,9 +204,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--noise", help="synthesize noise on the training labels: KIND:RATE")
     tr.add_argument("--train-mask", help="boolean .npy: train only on these examples")
     tr.add_argument("--method", default="standard",
-                    help="standard (cross-entropy), coteaching, coteaching_plus, forward (forward loss correction "
-                         "with the true noise matrix of --noise or --transition FILE), bootstrap_soft, bootstrap_hard "
-                         "(default: %(default)s)")
+                    help="standard (cross-entropy), clean (cross-entropy on the true labels: the ceiling), mixup, "
+                         "coteaching, coteaching_plus, incv, cl_coteaching (CL pruning + Co-teaching with class "
+                         "weights), mentormix, mentormix_percentile, l2r, ieg (both with a clean probe), forward "
+                         "(forward loss correction with the true noise matrix of --noise or --transition FILE), "
+                         "forward_anchor, forward_cl (T from anchor points / confident learning), bootstrap_soft, "
+                         "bootstrap_hard (default: %(default)s)")
+    tr.add_argument("--probe-per-class", type=int, default=10,
+                    help="l2r / ieg: clean probe examples per class held out of training (default: %(default)s)")
     tr.add_argument("--forget-rate", type=float,
                     help="Co-teaching's forget rate (default: the rate of --noise)")
     tr.add_argument("--transition", help="forward: K x K noise matrix P(noisy=row | true=column) (.npy/.csv)")
@@ -399,38 +404,15 @@ def _training_labels(args, y, class_names):
     return y, true
 
 
-TRAIN_METHODS = ("standard", "coteaching", "coteaching_plus", "forward", "bootstrap_soft", "bootstrap_hard")
-
-
-def _train_strategy(args, y, true, K):
-    """The trainer strategy of ``--method`` (None = plain cross-entropy)."""
-    method = check_option("method", args.method, TRAIN_METHODS)
-    if method == "standard":
+def _train_forget_rate(args, method):
+    if method not in ("coteaching", "coteaching_plus"):
         return None
-    from .torch.methods import Bootstrap, CoTeaching, ForwardCorrection
-
-    if method in ("coteaching", "coteaching_plus"):
-        rate = args.forget_rate
-        if rate is None:
-            if not args.noise:
-                raise NoisylabInputError(f"--method {method} needs --forget-rate (the estimated noise rate), "
-                                         "or --noise to use its rate.")
-            rate = float(args.noise.partition(":")[2])
-        return CoTeaching(forget_rate=rate, plus=method == "coteaching_plus")
-    if method == "forward":
-        if args.transition:
-            from .io import read_matrix
-
-            T = read_matrix(args.transition)
-        elif true is not None and args.noise:
-            T = np.zeros((K, K))  # the realised matrix of the synthesized noise, P(noisy=row | true=column)
-            np.add.at(T, (y, true), 1.0)
-            T /= np.clip(T.sum(axis=0, keepdims=True), 1, None)
-            T[:, T.sum(axis=0) == 0] = np.eye(K)[:, T.sum(axis=0) == 0]
-        else:
-            raise NoisylabInputError("--method forward needs --transition FILE, or --noise (its true matrix is used).")
-        return ForwardCorrection(T)
-    return Bootstrap(mode="soft" if method == "bootstrap_soft" else "hard")
+    if args.forget_rate is not None:
+        return args.forget_rate
+    if not args.noise:
+        raise NoisylabInputError(f"--method {method} needs --forget-rate (the estimated noise rate), "
+                                 "or --noise to use its rate.")
+    return float(args.noise.partition(":")[2])
 
 
 def _cmd_train(args) -> int:
@@ -439,44 +421,79 @@ def _cmd_train(args) -> int:
     from .io import atomic_write
 
     try:
-        from .torch.augment import get_augmentation
         from .torch.data import get_dataset
-        from .torch.models import default_model_for, make_model
-        from .torch.trainer import Trainer, TrainConfig
+        from .torch.models import default_model_for
+        from .torch.robust import METHODS, ExperimentData, Protocol, fit_method
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
+    method = check_option("method", args.method, METHODS)
     out = Path(args.out)
     train, test = get_dataset(args.dataset).split(args.test_size, random_state=args.seed)
     y, true = _training_labels(args, train.y, train.class_names)
     X = train.X
+    K = train.n_classes
     keep = np.ones(y.shape[0], dtype=bool)
     if args.train_mask:
         keep = np.load(args.train_mask, allow_pickle=False)
         if keep.dtype != bool or keep.shape != y.shape:
             raise NoisylabInputError(f"--train-mask must be a boolean .npy of shape {y.shape}; got {keep.dtype} "
                                      f"{keep.shape}.")
-    shape, K = tuple(X.shape[1:]), train.n_classes
-    name = default_model_for(shape) if args.model == "auto" else args.model
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      schedule=args.schedule, val_fraction=args.val_fraction, random_state=args.seed,
-                      augment=get_augmentation(args.augment) if args.augment else None, progress=args.progress,
-                      checkpoint_dir=str(out / "checkpoint"))
-    strategy = _train_strategy(args, y, true, K)
-    trainer = Trainer(lambda: make_model(name, shape, K, random_state=args.seed), cfg, strategy=strategy)
-    trainer.fit(X[keep], y[keep], test.X, test.y)
+    forget_rate = _train_forget_rate(args, method)
+    transition = None
+    if method == "forward":
+        if args.transition:
+            from .io import read_matrix
+
+            transition = read_matrix(args.transition)
+        elif true is None or not args.noise:
+            raise NoisylabInputError("--method forward needs --transition FILE, or --noise (its true matrix is used).")
+    # L2R / IEG: a clean probe of --probe-per-class examples per class, held out of training (their labels
+    # are the data set's own labels, the noise-free ones when --noise or --labels replaced them).
+    probe = np.zeros(y.shape[0], dtype=bool)
+    clean = true if true is not None else y
+    if method in ("l2r", "ieg"):
+        if args.probe_per_class < 1:
+            raise NoisylabInputError(f"--method {method} needs --probe-per-class >= 1.")
+        rng = np.random.default_rng(np.random.SeedSequence([args.seed, 0x9E0B]))
+        for k in range(K):
+            rows = np.flatnonzero(keep & (clean == k))
+            if len(rows) < args.probe_per_class + 1:
+                raise NoisylabInputError(f"class {k} has {len(rows)} usable training examples; the probe needs "
+                                         f"{args.probe_per_class} and training at least one more.")
+            probe[rng.choice(rows, args.probe_per_class, replace=False)] = True
+    rows = keep & ~probe
+    T = np.eye(K)
+    if true is not None:
+        T = np.zeros((K, K))
+        np.add.at(T, (y[rows], true[rows]), 1.0)
+        T /= np.clip(T.sum(axis=0, keepdims=True), 1, None)
+        T[:, T.sum(axis=0) == 0] = np.eye(K)[:, T.sum(axis=0) == 0]
+    kind, _, rate = (args.noise or "").partition(":")
+    data = ExperimentData(X=X[rows], y=y[rows], y_true=(true if true is not None else y)[rows], X_test=test.X,
+                          y_test=np.asarray(test.y, dtype=np.int64), X_probe=X[probe], y_probe=clean[probe],
+                          n_classes=K, noise_kind=kind or None, noise_rate=float(rate) if rate else 0.0,
+                          noise_matrix=T, class_names=list(train.class_names))
+    name = default_model_for(tuple(X.shape[1:])) if args.model == "auto" else args.model
+    protocol = Protocol(model=name, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                        lr=args.lr, schedule=args.schedule, val_fraction=args.val_fraction, augment=args.augment,
+                        probe_per_class=int(probe.sum()) // K if probe.any() else 0)
+    protocol.train_config()  # validate the settings before any work
+    res = fit_method(method, data, protocol, seed=args.seed, forget_rate=forget_rate, transition=transition,
+                     checkpoint_dir=out / "checkpoint")
     out.mkdir(parents=True, exist_ok=True)
-    hist = trainer.history_
-    best = trainer.best_epoch_ if trainer.best_epoch_ is not None else trainer.last_epoch_
+    hist = res.history
     result = {
-        "dataset": args.dataset, "method": args.method, "model": name, "n_train": int(keep.sum()), "n_train_total": int(y.shape[0]),
+        "dataset": args.dataset, "method": method, "model": name, "n_train": int(rows.sum()),
+        "n_train_total": int(y.shape[0]), "n_probe": int(probe.sum()),
         "n_test": int(test.y.shape[0]), "noise": args.noise, "labels": args.labels, "train_mask": args.train_mask,
-        "wrong_labels_in_training": None if true is None else int(np.sum(y[keep] != true[keep])),
-        "selection": "best epoch on the noisy validation split" if trainer.best_epoch_ is not None else "last epoch",
-        "best_epoch": int(best), "test_acc_best_epoch": float(hist[best]["test_acc"]),
-        "test_acc_last_epoch": float(hist[-1]["test_acc"]), "config": cfg.hash_dict(),
+        "wrong_labels_in_training": None if true is None else int(np.sum(y[rows] != true[rows])),
+        "selection": "best epoch on the noisy validation split" if args.val_fraction > 0 else "last epoch",
+        "best_epoch": res.best_epoch, "test_acc_best_epoch": res.test_acc, "test_acc_last_epoch": res.test_acc_last,
+        "seconds": res.seconds, "seconds_per_epoch": res.seconds_per_epoch, "method_details": res.extra,
+        "config": protocol.to_dict(), "seed": args.seed,
     }
     with atomic_write(out / "history.json", "w") as fh:
-        json.dump(list(hist), fh, indent=1)
+        json.dump(hist, fh, indent=1)
     keys = list(hist[0])
     with atomic_write(out / "history.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -484,10 +501,10 @@ def _cmd_train(args) -> int:
         w.writerows([[row.get(k) for k in keys] for row in hist])
     with atomic_write(out / "result.json", "w") as fh:
         json.dump(result, fh, indent=1, default=str)
-    print(f"Trained {name} ({args.method}) on {result['n_train']} of {result['n_train_total']} training examples"
+    print(f"Trained {name} ({method}) on {result['n_train']} of {result['n_train_total']} training examples"
           + ("" if true is None else f" ({result['wrong_labels_in_training']} with a wrong label)")
-          + f"; test accuracy {result['test_acc_best_epoch']:.4f} at the best noisy-validation epoch "
-            f"{best}, {result['test_acc_last_epoch']:.4f} at the last epoch. Wrote {out}/result.json.")
+          + f"; test accuracy {res.test_acc:.4f} at the best noisy-validation epoch "
+            f"{res.best_epoch}, {res.test_acc_last:.4f} at the last epoch. Wrote {out}/result.json.")
     return 0
 
 

@@ -56,6 +56,16 @@ Original optimiser setup: ``TrainConfig(optimizer="adam", lr=1e-3, schedule="lin
 decay_start=80)`` (lr_e = lr * (E - e) / (E - 80)) and ``beta1_after_decay=0.1`` here (Adam's
 beta1 goes 0.9 -> 0.1 from ``decay_start`` on; the CL variant keeps 0.9: leave it None).
 
+Class weights (the CL paper's final step, METHODS.md §1.5 / §3.2)
+----------------------------------------------------------------
+``class_weights`` (length-K, positive) makes every cross-entropy of the method -- the ranking losses
+and the update losses -- class-weighted, as cleanlab's ``coteaching.py`` does
+(``F.cross_entropy(..., weight=class_weights)``): the ranking compares ``w_y * CE`` and an update
+loss is the weighted mean ``sum_i w_{y_i} CE_i / sum_i w_{y_i}`` over the peer's picks.  After
+confident-learning pruning, :func:`noisylab.torch.robust.pruning_class_weights` gives
+``w_k = |{noisy label = k}| / |{kept with noisy label = k}|`` (noisy-label counts, not the true
+folder labels of one reference script: METHODS.md §3.2).
+
 Reported per batch: ``loss`` (mean of the two networks' update losses), ``logits`` (of ``f``,
 for ``train_acc`` on the noisy labels), ``keep_fraction`` (= n_keep / |B|) and, with
 ``plus=True``, ``disagree_fraction``.  The "pure ratio" needs the true labels and is not computed.
@@ -100,11 +110,13 @@ class CoTeaching(Strategy):
         (original Co-teaching: 0.1); None leaves beta1 alone.
     predict_with : {"f", "g", "mean"}, default="f"
         Which network(s) :meth:`predict_logits` uses.
+    class_weights : array-like of shape (K,) or None, default=None
+        Positive per-class weights of every cross-entropy (CL + Co-teaching, see the module docs).
     """
 
     def __init__(self, forget_rate: float, num_gradual: int = 10, exponent: float = 1.0, plus: bool = False,
                  init_epoch: int = 0, schedule: str = "code", beta1_after_decay: float | None = None,
-                 predict_with: str = "f"):
+                 predict_with: str = "f", class_weights=None):
         def bad_real(v, low, high):
             return isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
                 or not (low <= v < high)
@@ -123,6 +135,14 @@ class CoTeaching(Strategy):
         if beta1_after_decay is not None and bad_real(beta1_after_decay, 0.0, 1.0):
             raise NoisylabInputError(f"beta1_after_decay must be None or in [0, 1); got {beta1_after_decay!r}.")
         check_option("predict_with", predict_with, ("f", "g", "mean"))
+        if class_weights is not None:
+            w = np.asarray(class_weights.detach().cpu() if isinstance(class_weights, torch.Tensor) else class_weights)
+            if w.ndim != 1 or w.size < 2 or w.dtype.kind not in "fiu" or not np.all(np.isfinite(w)) or np.any(w <= 0):
+                raise NoisylabInputError("class_weights must be a 1-D array of K >= 2 finite positive numbers; got "
+                                         f"{w.dtype} array of shape {w.shape}" + (
+                                             f" with min {w.min()!r}" if w.size and w.dtype.kind in "fiu" else "") + ".")
+            class_weights = w.astype(np.float64)
+        self.class_weights = class_weights
         self.forget_rate = float(forget_rate)
         self.num_gradual = int(num_gradual)
         self.exponent = float(exponent)
@@ -178,6 +198,9 @@ class CoTeaching(Strategy):
         self.optimizers = [self.opt_f, self.opt_g]
         # Strategy attribute names used by generic code (best weights, lr column).
         self.model, self.optimizer = self.model_f, self.opt_f
+        self._weight = None
+        if self.class_weights is not None:
+            self._weight = torch.as_tensor(self.class_weights, dtype=torch.float32, device=dev)
         self._betas0 = [tuple(g["betas"]) if "betas" in g else None for o in self.optimizers for g in o.param_groups]
 
     def on_epoch_begin(self, epoch: int) -> None:
@@ -204,8 +227,8 @@ class CoTeaching(Strategy):
         ``n_keep = floor(R(T) * n_candidates)``.
         """
         with torch.no_grad():
-            lf = F.cross_entropy(logits_f.detach(), y, reduction="none")
-            lg = F.cross_entropy(logits_g.detach(), y, reduction="none")
+            lf = F.cross_entropy(logits_f.detach(), y, weight=getattr(self, "_weight", None), reduction="none")
+            lg = F.cross_entropy(logits_g.detach(), y, weight=getattr(self, "_weight", None), reduction="none")
             if self.plus_active:
                 cand = torch.nonzero(logits_f.detach().argmax(1) != logits_g.detach().argmax(1)).flatten()
             else:
@@ -222,6 +245,9 @@ class CoTeaching(Strategy):
         x, y, _ = batch
         logits_f = self.model_f(x)
         logits_g = self.model_g(x)
+        if self._weight is not None and self._weight.numel() != logits_f.shape[1]:
+            raise NoisylabInputError(f"class_weights has {self._weight.numel()} entries but the model has "
+                                     f"{logits_f.shape[1]} outputs.")
         upd_f, upd_g, n_keep, n_cand = self.select(logits_f, logits_g, y)
         out: dict = {"logits": logits_f.detach(), "keep_fraction": n_keep / len(y)}
         if self.plus_active:
@@ -230,8 +256,9 @@ class CoTeaching(Strategy):
             with torch.no_grad():
                 out["loss"] = 0.5 * (F.cross_entropy(logits_f, y) + F.cross_entropy(logits_g, y))
             return out
-        loss_f = F.cross_entropy(logits_f[upd_f], y[upd_f])  # plain mean (the "divided twice" quirk fixed)
-        loss_g = F.cross_entropy(logits_g[upd_g], y[upd_g])
+        # plain (weighted) mean: the "divided twice" quirk fixed
+        loss_f = F.cross_entropy(logits_f[upd_f], y[upd_f], weight=getattr(self, "_weight", None))
+        loss_g = F.cross_entropy(logits_g[upd_g], y[upd_g], weight=getattr(self, "_weight", None))
         self.opt_f.zero_grad(set_to_none=True)
         self.opt_g.zero_grad(set_to_none=True)
         (loss_f + loss_g).backward()  # the graphs are disjoint: each net gets only its own gradient

@@ -1,0 +1,464 @@
+"""Robust training, one entry point per method: the layer behind ``noisylab train --method`` and
+``noisylab bench robust``.
+
+:func:`prepare_data` builds one experiment's data (data set, clean probe, synthesized noise);
+:func:`fit_method` trains one method on it under a :class:`Protocol` and returns a
+:class:`MethodResult`; :func:`run_one` does both from a flat spec dict (the benchmark harness's
+runner, see :mod:`noisylab.bench.harness`).
+
+Protocol (identical for every method, recorded with every number)
+-----------------------------------------------------------------
+* **Data**: the data set's fixed test split is the clean test set (a stratified ``test_size``
+  split when there is none).  ``probe_per_class`` clean examples per class are held out of the
+  training set *before* the noise is injected (IEG's protocol, METHODS.md §6.5) and removed for
+  every method, so all methods see the same noisy training set; only ``l2r`` and ``ieg`` use the
+  probe.
+* **Noise**: ``noisylab.noise.make_noise(kind, y, rate, exact=True, random_state=seed)``:
+  ``symmetric`` = flip to a *different* class with probability ``rate`` (INCV / Co-teaching's
+  definition, METHODS.md §11.2), ``pair`` = ``y -> y + 1 mod K``.  ``exact=True`` makes the
+  realised changed fraction equal the rate (to one example per class).
+* **Selection**: ``val_fraction`` of the noisy training set (stratified on the noisy labels) is a
+  noisy validation split; the reported accuracy is the clean test accuracy at the epoch with the
+  best *noisy* validation accuracy (never the test set); the last-epoch accuracy is reported
+  too.  Two-network methods predict with the mean of both networks' logits.
+* **Known noise rate**: Co-teaching(+) use the true flip rate as forget rate (as their papers
+  assume τ known); INCV, CL + Co-teaching, MentorMix and the anchor / CL forward corrections
+  estimate what they need; ``forward`` uses the realised noise matrix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._validation import NoisylabInputError, check_option
+
+__all__ = [
+    "METHODS",
+    "Protocol",
+    "ExperimentData",
+    "MethodResult",
+    "prepare_data",
+    "fit_method",
+    "run_one",
+    "pruning_class_weights",
+]
+
+#: Every method name :func:`fit_method` accepts.
+METHODS = (
+    "standard", "clean", "mixup", "bootstrap_soft", "bootstrap_hard", "forward", "forward_anchor", "forward_cl",
+    "coteaching", "coteaching_plus", "incv", "cl_coteaching", "mentormix", "mentormix_percentile", "l2r", "ieg",
+)
+
+
+@dataclass
+class Protocol:
+    """Every setting shared by the methods of one comparison (recorded with each result).
+
+    Parameters
+    ----------
+    model : str, default="auto"
+        A :data:`noisylab.torch.models.MODELS` name; "auto" = by input shape.
+    model_kwargs : dict
+        Architecture options of the model.
+    epochs : int, default=60
+        Epochs of every training (each network of a two-network method; each fold of CL's
+        cross-validation; the Co-teaching phase of INCV).
+    incv_epochs : int, default=30
+        Epochs of each of INCV's 8 selection trainings (METHODS.md §2.6: 50 -> 30 on the CPU).
+    batch_size, optimizer, lr, weight_decay, schedule : training settings of every method.
+    val_fraction : float, default=0.1
+        Noisy validation split used to select the epoch.
+    probe_per_class : int, default=10
+        Clean probe examples per class held out before noising (used by l2r / ieg only).
+    cv_folds : int, default=4
+        CL + Co-teaching's cross-validation folds.
+    cl_filter : str, default="prune_by_noise_rate"
+    augment : str or None
+        Augmentation preset of every training (:data:`noisylab.torch.augment.AUGMENTATIONS`).
+    device : str, default="auto"
+    """
+
+    model: str = "auto"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 60
+    incv_epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    val_fraction: float = 0.1
+    probe_per_class: int = 10
+    cv_folds: int = 4
+    cl_filter: str = "prune_by_noise_rate"
+    augment: str | None = None
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Protocol:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise NoisylabInputError(f"unknown protocol field(s) {unknown}; known: {sorted(names)}.")
+        return cls(**d)
+
+    def train_config(self, *, epochs=None, val_fraction=None, seed=0, **overrides):
+        from .augment import get_augmentation
+        from .trainer import TrainConfig
+
+        kw = dict(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+                  optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
+                  val_fraction=self.val_fraction if val_fraction is None else val_fraction, device=self.device,
+                  random_state=seed, augment=get_augmentation(self.augment) if self.augment else None)
+        kw.update(overrides)
+        return TrainConfig(**kw).validate()
+
+
+@dataclass
+class ExperimentData:
+    """One experiment's arrays: noisy training set, its true labels, clean probe and clean test set."""
+
+    X: np.ndarray
+    y: np.ndarray                 # noisy training labels
+    y_true: np.ndarray            # true training labels
+    X_test: np.ndarray
+    y_test: np.ndarray
+    X_probe: np.ndarray
+    y_probe: np.ndarray
+    n_classes: int
+    noise_kind: str | None
+    noise_rate: float             # requested rate (0 for no noise)
+    noise_matrix: np.ndarray      # realised P(noisy = row | true = column)
+    class_names: list
+
+    @property
+    def actual_noise_rate(self) -> float:
+        return float(np.mean(self.y != self.y_true))
+
+
+@dataclass
+class MethodResult:
+    """What :func:`fit_method` returns."""
+
+    method: str
+    test_acc: float               # at the best noisy-validation epoch (last epoch without a split)
+    test_acc_last: float
+    best_epoch: int
+    history: list
+    seconds: float
+    seconds_per_epoch: float
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_noise(noise) -> tuple[str | None, float]:
+    """``"symmetric:0.5"`` -> ("symmetric", 0.5); None / "none" / "clean" -> (None, 0.0)."""
+    if noise is None or str(noise).lower() in ("none", "clean", ""):
+        return None, 0.0
+    from ..noise import NOISE_KINDS
+
+    kind, sep, rate = str(noise).partition(":")
+    try:
+        rate = float(rate)
+    except ValueError:
+        raise NoisylabInputError(f"noise must look like KIND:RATE, e.g. symmetric:0.5; got {noise!r}.") from None
+    if not sep or not 0.0 <= rate < 1.0:
+        raise NoisylabInputError(f"noise must look like KIND:RATE with a rate in [0, 1); got {noise!r}.")
+    return check_option("noise kind", kind, NOISE_KINDS), rate
+
+
+def prepare_data(dataset, noise=None, *, seed=0, probe_per_class=10, test_size=0.3, dataset_kwargs=None,
+                 labels=None) -> ExperimentData:
+    """Load ``dataset`` (name, path or :class:`~noisylab.torch.data.Dataset`), hold out the clean
+    probe, and synthesize ``noise`` (``"KIND:RATE"``) on the rest with ``random_state=seed``.
+
+    ``labels`` (optional, length of the training split): given noisy labels instead of synthesized
+    ones (the probe is then taken from them as they are).
+    """
+    from ..noise import make_noise
+    from .data import Dataset, get_dataset
+
+    ds = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, **(dataset_kwargs or {}))
+    train, test = ds.split(test_size, random_state=seed)
+    K = train.n_classes
+    y_all = np.asarray(train.y, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x9E0B]))
+    probe_idx = np.zeros(0, dtype=np.int64)
+    if probe_per_class:
+        picks = []
+        for k in range(K):
+            rows = np.flatnonzero(y_all == k)
+            if len(rows) < probe_per_class + 1:
+                raise NoisylabInputError(f"class {k} has {len(rows)} training examples; the probe needs "
+                                         f"{probe_per_class} of them and training at least one more.")
+            picks.append(rng.choice(rows, probe_per_class, replace=False))
+        probe_idx = np.sort(np.concatenate(picks))
+    keep = np.ones(len(y_all), dtype=bool)
+    keep[probe_idx] = False
+    X, y_true = train.X[keep], y_all[keep]
+    kind, rate = parse_noise(noise)
+    if labels is not None:
+        y_noisy = np.asarray(labels, dtype=np.int64)[keep]
+    elif kind is None or rate == 0.0:
+        y_noisy = y_true.copy()
+    else:
+        y_noisy = make_noise(kind, y_true, rate, exact=True, random_state=seed).noisy_labels
+    T = np.zeros((K, K))
+    np.add.at(T, (y_noisy, y_true), 1.0)
+    T /= np.clip(T.sum(axis=0, keepdims=True), 1, None)
+    empty = T.sum(axis=0) == 0
+    T[:, empty] = np.eye(K)[:, empty]
+    return ExperimentData(X=X, y=y_noisy, y_true=y_true, X_test=test.X, y_test=np.asarray(test.y, dtype=np.int64),
+                          X_probe=train.X[probe_idx], y_probe=y_all[probe_idx], n_classes=K, noise_kind=kind,
+                          noise_rate=rate, noise_matrix=T, class_names=list(train.class_names))
+
+
+def pruning_class_weights(labels, keep, n_classes: int) -> np.ndarray:
+    """CL + Co-teaching's class weights ``w_k = |{labels == k}| / |{labels[keep] == k}|``
+    (noisy-label counts, METHODS.md §3.2); a class with no kept example gets weight 1."""
+    labels = np.asarray(labels)
+    before = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    after = np.bincount(labels[np.asarray(keep, dtype=bool)], minlength=n_classes).astype(np.float64)
+    w = np.ones(n_classes)
+    ok = after > 0
+    w[ok] = before[ok] / after[ok]
+    return w
+
+
+# ------------------------------------------------------------------------------------ fitting
+def _model_factory(protocol: Protocol, input_shape, n_outputs, seed):
+    from .models import default_model_for, make_model
+
+    name = default_model_for(input_shape) if protocol.model == "auto" else protocol.model
+    kwargs = dict(protocol.model_kwargs)
+
+    def build():
+        # The weights' seed is drawn from torch's RNG, which the Trainer seeds from its random_state
+        # (and Co-teaching re-seeds differently for its second network): reproducible, yet two
+        # networks of one method start from different weights.  (A fixed int here would make them
+        # identical.)
+        import torch
+
+        return make_model(name, input_shape, n_outputs, random_state=int(torch.randint(0, 2**31 - 1, (1,))), **kwargs)
+
+    build.model_name = name
+    return build
+
+
+def _trainer_result(method, trainer, t0, extra=None, epochs_trained=None) -> MethodResult:
+    hist = trainer.history_
+    best = trainer.best_epoch_ if trainer.best_epoch_ is not None else len(hist) - 1
+    secs = time.perf_counter() - t0
+    train_secs = float(sum(r["seconds"] for r in hist))
+    return MethodResult(method=method, test_acc=float(hist[best]["test_acc"]), test_acc_last=float(hist[-1]["test_acc"]),
+                        best_epoch=int(best), history=[dict(r) for r in hist], seconds=secs,
+                        seconds_per_epoch=train_secs / max(len(hist), 1), extra=dict(extra or {}))
+
+
+def _fit(strategy, data: ExperimentData, protocol: Protocol, seed, X=None, y=None, ckpt=None, **cfg_overrides):
+    from .trainer import Trainer
+
+    X = data.X if X is None else X
+    y = data.y if y is None else y
+    cfg = protocol.train_config(seed=seed, checkpoint_dir=ckpt, **cfg_overrides)
+    build = _model_factory(protocol, tuple(X.shape[1:]), data.n_classes, seed)
+    trainer = Trainer(build, cfg, strategy=strategy)
+    trainer.fit(X, y, data.X_test, data.y_test)
+    return trainer
+
+
+def _oof_probs(data: ExperimentData, protocol: Protocol, seed, out_dir=None):
+    """Out-of-fold probabilities of the noisy training set (protocol.cv_folds folds)."""
+    from ..cv import cross_val_pred_probs
+    from .estimator import TorchClassifier
+
+    build = _model_factory(protocol, tuple(data.X.shape[1:]), data.n_classes, seed)
+    clf = TorchClassifier(model=build.model_name, epochs=protocol.epochs, batch_size=protocol.batch_size,
+                          optimizer=protocol.optimizer, lr=protocol.lr, weight_decay=protocol.weight_decay,
+                          schedule=protocol.schedule, val_fraction=protocol.val_fraction, device=protocol.device,
+                          augment=protocol.augment, n_classes=data.n_classes, random_state=seed,
+                          model_kwargs=dict(protocol.model_kwargs) or None)
+    return cross_val_pred_probs(clf, data.X, data.y, n_folds=protocol.cv_folds, random_state=seed,
+                                n_classes=data.n_classes, out_dir=out_dir)
+
+
+def _detection(flags, data: ExperimentData) -> dict:
+    noisy = data.y != data.y_true
+    flags = np.asarray(flags, dtype=bool)
+    tp = int(np.sum(flags & noisy))
+    return {"n_flagged": int(flags.sum()), "n_noisy": int(noisy.sum()),
+            "precision": tp / max(int(flags.sum()), 1), "recall": tp / max(int(noisy.sum()), 1)}
+
+
+def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = None, *, seed: int = 0,
+               forget_rate: float | None = None, transition=None, checkpoint_dir=None) -> MethodResult:
+    """Train ``method`` on ``data`` under ``protocol``; test accuracy at the best noisy-validation epoch.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.  ``clean`` trains plain cross-entropy on the TRUE labels (the
+        clean-label ceiling).
+    data : ExperimentData
+        From :func:`prepare_data`.
+    protocol : Protocol, optional
+    seed : int
+        Seeds the weights, batch order, augmentation and the methods' own draws.
+    forget_rate : float, optional
+        Co-teaching(+)'s τ; default the realised flip rate of ``data``.
+    transition : array (K, K), optional
+        ``forward``: the noise matrix ``P(noisy = row | true = column)`` to correct with (default:
+        the realised matrix of ``data``).
+    checkpoint_dir : path, optional
+        Each training checkpoints into a sub-folder (``main``, ``first``, CV fold files in
+        ``cv``), so a killed run resumes where it stopped; INCV's selection trainings are redone.
+    """
+    method = check_option("method", method, METHODS)
+    protocol = protocol or Protocol()
+    t0 = time.perf_counter()
+    K = data.n_classes
+    sub = (lambda name: None) if checkpoint_dir is None else (lambda name: str(Path(checkpoint_dir) / name))
+    if method in ("standard", "clean"):
+        trainer = _fit(None, data, protocol, seed, y=data.y_true if method == "clean" else None, ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0)
+    if method == "mixup":
+        from .methods import Mixup
+
+        return _trainer_result(method, _fit(Mixup(), data, protocol, seed, ckpt=sub("main")), t0)
+    if method in ("bootstrap_soft", "bootstrap_hard"):
+        from .methods import Bootstrap
+
+        trainer = _fit(Bootstrap(mode=method.split("_")[1]), data, protocol, seed, ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0)
+    if method in ("forward", "forward_anchor", "forward_cl"):
+        from .methods import ForwardCorrection
+        from .methods.losses import T_from_confident_learning, estimate_T_anchor
+
+        extra = {}
+        if method == "forward":
+            T = data.noise_matrix if transition is None else transition
+        elif method == "forward_anchor":
+            # Patrini et al.: a standard network on the noisy labels, anchors on its training-set
+            # probabilities, then a fresh network with the forward loss.
+            first = _fit(None, data, protocol, seed, ckpt=sub("first"))
+            T = estimate_T_anchor(first.predict_proba(data.X, which="best"))
+        else:
+            T = T_from_confident_learning(data.y, _oof_probs(data, protocol, seed, sub("cv")))
+        T = np.asarray(T, dtype=np.float64)
+        if T.shape == data.noise_matrix.shape:  # mean total-variation distance to the realised matrix
+            extra["T_tv_error"] = float(np.abs(T - data.noise_matrix).sum(axis=0).mean() / 2)
+        trainer = _fit(ForwardCorrection(T), data, protocol, seed, ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0, extra)
+    if method in ("coteaching", "coteaching_plus"):
+        from .methods import CoTeaching
+
+        tau = data.actual_noise_rate if forget_rate is None else float(forget_rate)
+        strat = CoTeaching(forget_rate=min(tau, 0.99), num_gradual=max(1, round(0.05 * protocol.epochs)),
+                           plus=method == "coteaching_plus", predict_with="mean")
+        trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0, {"forget_rate": tau})
+    if method == "cl_coteaching":
+        from ..detect.count import estimate_py_and_noise_matrices_from_probabilities
+        from ..detect.filter import find_label_issues
+        from .methods import CoTeaching
+
+        probs = _oof_probs(data, protocol, seed, sub("cv"))
+        issues = find_label_issues(data.y, probs, filter_by=protocol.cl_filter)
+        keep = ~issues
+        w = pruning_class_weights(data.y, keep, K)
+        # CL + Co-teaching's forget rate is half the noise rate (METHODS.md §1.5); the noise rate is
+        # CL's own estimate (the off-diagonal mass of the estimated joint), not the true one.
+        _py, nm, _inv, joint = estimate_py_and_noise_matrices_from_probabilities(data.y, probs)
+        est = float(1.0 - np.trace(np.asarray(joint)))
+        tau = est / 2
+        strat = CoTeaching(forget_rate=min(max(tau, 0.0), 0.99), num_gradual=max(1, round(0.05 * protocol.epochs)),
+                           class_weights=w, predict_with="mean")
+        trainer = _fit(strat, data, protocol, seed, X=data.X[keep], y=data.y[keep], ckpt=sub("main"))
+        extra = {"estimated_noise_rate": est, "forget_rate": tau, **_detection(issues, data)}
+        return _trainer_result(method, trainer, t0, extra)
+    if method == "incv":
+        from .methods import INCV
+
+        build = _model_factory(protocol, tuple(data.X.shape[1:]), K, seed)
+        kind = "pair" if data.noise_kind == "pair" else "symmetric"
+        incv = INCV(build, protocol.train_config(epochs=protocol.incv_epochs, val_fraction=0.0, seed=seed),
+                    protocol.train_config(seed=seed), kind=kind, random_state=seed)
+        incv.fit(data.X, data.y, data.X_test, data.y_test, true_labels=data.y_true)
+        sel = incv.selection_
+        extra = {"eval_ratio": float(sel.eval_ratio), "n_selected": int(sel.selected.sum()),
+                 "selected_label_precision": float(np.mean(data.y[sel.selected] == data.y_true[sel.selected]))
+                 if sel.selected.any() else math.nan,
+                 "selected_label_recall": float(np.sum(sel.selected & (data.y == data.y_true))
+                                                / max(int(np.sum(data.y == data.y_true)), 1))}
+        return _trainer_result(method, incv.trainer_, t0, extra)
+    if method in ("mentormix", "mentormix_percentile"):
+        from .methods import MentorMix, mentormix_defaults
+
+        d = mentormix_defaults(max(data.actual_noise_rate, 0.2))
+        curriculum = "loss_percentile" if method == "mentormix_percentile" else "mentornet_pd"
+        strat = MentorMix(**{**d, "curriculum": curriculum})
+        trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0, {"mentormix": dict(d)})
+    if method in ("l2r", "ieg"):
+        from .methods import IEG, L2R
+
+        if len(data.y_probe) == 0:
+            raise NoisylabInputError(f"method {method!r} needs a clean probe set (probe_per_class > 0).")
+        strat = (L2R if method == "l2r" else IEG)(data.X_probe, data.y_probe)
+        trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0)
+    raise AssertionError(method)  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------ bench runner
+_DATA_CACHE: dict = {}
+
+
+def run_one(spec: dict) -> dict:
+    """Run one benchmark cell from a flat spec (the harness's runner).
+
+    Keys: ``dataset`` (name), ``dataset_kwargs`` (dict, optional; e.g. ``{"n_train": 4000}``),
+    ``noise`` ("KIND:RATE" or "none"), ``method``, ``seed`` and any :class:`Protocol` field.
+    Returns a JSON-serialisable dict: ``test_acc`` (best noisy-validation epoch), ``test_acc_last``,
+    ``best_epoch``, ``seconds``, ``seconds_per_epoch``, ``actual_noise_rate``, the method's extras
+    and the per-epoch ``val_acc`` / ``test_acc`` curves.
+    """
+    spec = dict(spec)
+    try:
+        dataset = spec.pop("dataset")
+        method = spec.pop("method")
+        seed = int(spec.pop("seed"))
+    except KeyError as exc:
+        raise NoisylabInputError(f"a robust-training spec needs dataset, method and seed; missing {exc}.") from None
+    noise = spec.pop("noise", None)
+    dataset_kwargs = spec.pop("dataset_kwargs", None) or {}
+    spec.pop("bench", None)
+    protocol = Protocol.from_dict(spec)
+    key = (dataset, repr(sorted(dataset_kwargs.items())), noise, seed, protocol.probe_per_class)
+    data = _DATA_CACHE.get(key)
+    if data is None:
+        data = prepare_data(dataset, noise, seed=seed, probe_per_class=protocol.probe_per_class,
+                            dataset_kwargs=dataset_kwargs)
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = data
+    res = fit_method(method, data, protocol, seed=seed)
+    out: dict[str, Any] = {
+        "test_acc": res.test_acc, "test_acc_last": res.test_acc_last, "best_epoch": res.best_epoch,
+        "seconds": res.seconds, "seconds_per_epoch": res.seconds_per_epoch,
+        "actual_noise_rate": data.actual_noise_rate, "n_train": int(len(data.y)), "n_test": int(len(data.y_test)),
+        "n_probe": int(len(data.y_probe)),
+        "curves": {k: [r.get(k) for r in res.history] for k in ("val_acc", "test_acc", "train_loss")},
+    }
+    out.update({k: v for k, v in res.extra.items()})
+    return out
