@@ -3,5 +3,7 @@ multi-stage procedures built on them (INCV, AUM)."""
 from .aum import AUM
 from .coteaching import CoTeaching
 from .losses import Bootstrap, ForwardCorrection
+from .mentormix import LossEMA, MentorMix, Mixup, mentormix_defaults, mentornet_pd
 
-__all__ = ["AUM", "Bootstrap", "CoTeaching", "ForwardCorrection"]
+__all__ = ["AUM", "Bootstrap", "CoTeaching", "ForwardCorrection", "LossEMA", "MentorMix", "Mixup",
+           "mentormix_defaults", "mentornet_pd"]
