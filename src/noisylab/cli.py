@@ -246,6 +246,10 @@ def _parser() -> argparse.ArgumentParser:
     bc.add_argument("--dtype", default="float32",
                     help="compute dtype: float32 (default; the paper's precision), float64, or native (float16)")
     bc.add_argument("--out", help="also write the table to this markdown file (atomically)")
+
+    from .report.cli import add_report_parser
+
+    add_report_parser(sub, fmt)
     return p
 
 
@@ -705,6 +709,8 @@ def main(argv=None) -> int:
                 return _cmd_train(args)
             if args.command == "cv-probs":
                 return _cmd_cv_probs(args)
+            if args.command == "report":
+                return args.report_func(args)
             if args.command == "bench":
                 return _cmd_bench(args, parser)
         except NoisylabInputError as exc:
