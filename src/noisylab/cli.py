@@ -247,6 +247,58 @@ def _parser() -> argparse.ArgumentParser:
                     help="compute dtype: float32 (default; the paper's precision), float64, or native (float16)")
     bc.add_argument("--out", help="also write the table to this markdown file (atomically)")
 
+    br = bsub.add_parser(
+        "robust", formatter_class=fmt, help="every robust-training method on the INCV paper's noise settings",
+        description="The INCV paper's settings (symmetric 0.2 / 0.5 / 0.8, pair 0.4) x every robust-training method x "
+                    "3 seeds on MNIST-1D (generated locally), plus the clean-label ceiling: mean ± std test accuracy "
+                    "as a markdown table, with the protocol recorded with every number. Results go to a JSONL "
+                    "store; a rerun skips finished runs (resume after a kill). Runs in --n-jobs local processes or "
+                    "on a Dask cluster. The default grid finishes in under an hour on a 2-core CPU.",
+        epilog=_examples("""
+            noisylab bench robust                                   # the whole grid, 2 processes
+            noisylab bench robust --methods standard,coteaching --seeds 0 --out robust.md
+            noisylab bench robust --dask-scheduler tcp://10.0.0.5:8786 --store runs/robust.jsonl
+            noisylab bench robust --grid my_grid.toml --report robust.html
+        """))
+    br.add_argument("--grid", help="grid TOML (default: the shipped grids/robust_mnist1d.toml)")
+    br.add_argument("--dataset", help="data set (default: the grid's, mnist1d)")
+    br.add_argument("--methods", help="comma-separated methods (default: the grid's)")
+    br.add_argument("--noises", help="comma-separated KIND:RATE settings (default: the grid's)")
+    br.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
+    br.add_argument("--epochs", type=int, help="epochs of every training (default: the grid's)")
+    br.add_argument("--n-train", type=int, help="MNIST-1D training size (default: the grid's)")
+    br.add_argument("--model", help="model name (default: the grid's)")
+    _bench_run_options(br, "bench_results/robust.jsonl")
+
+    bg = bsub.add_parser(
+        "run", formatter_class=fmt, help="run any benchmark grid (TOML) into a result store",
+        description="Run the grid points of a TOML grid file that are not yet in the JSONL result store (resumable), "
+                    "in local processes or on a Dask cluster, and print the table.",
+        epilog=_examples("""
+            noisylab bench run grid.toml --store results.jsonl --n-jobs 2 --rows method --cols noise
+        """))
+    bg.add_argument("grid", help="grid TOML file")
+    bg.add_argument("--rows", default="method", help="comma-separated spec fields of the table rows (default: %(default)s)")
+    bg.add_argument("--cols", default="noise", help="comma-separated spec fields of the columns (default: %(default)s)")
+    bg.add_argument("--value", default="test_acc", help="result field shown (default: %(default)s)")
+    bg.add_argument("--scale", type=float, default=100.0, help="multiply values by this (default: %(default)s)")
+    _bench_run_options(bg, None)
+
+    bres = bsub.add_parser(
+        "results", formatter_class=fmt, help="tables from a result store",
+        description="Render a markdown table (mean ± std over the other fields, e.g. seeds) from a JSONL result store.",
+        epilog=_examples("""
+            noisylab bench results bench_results/robust.jsonl
+            noisylab bench results results.jsonl --rows method --cols noise --value test_acc_last
+        """))
+    bres.add_argument("store", help="JSONL result store")
+    bres.add_argument("--rows", help="comma-separated row fields (default: the robust-training layout)")
+    bres.add_argument("--cols", default="noise", help="comma-separated column fields (default: %(default)s)")
+    bres.add_argument("--value", default="test_acc", help="result field shown (default: %(default)s)")
+    bres.add_argument("--scale", type=float, default=100.0, help="multiply values by this (default: %(default)s)")
+    bres.add_argument("--out", help="also write the markdown to this file (atomically)")
+    bres.add_argument("--report", help="also write an HTML report (and its Markdown twin) to this file")
+
     from .report.cli import add_report_parser
 
     add_report_parser(sub, fmt)
@@ -661,10 +713,109 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _bench_run_options(p, default_store):
+    p.add_argument("--store", default=default_store, required=default_store is None,
+                   help="JSONL result store (appended; finished runs are skipped)"
+                        + (" (default: %(default)s)" if default_store else ""))
+    p.add_argument("--n-jobs", type=int, default=2, help="local worker processes (default: %(default)s)")
+    p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run on this dask.distributed cluster instead")
+    p.add_argument("--progress", action="store_true", help="show a progress bar over the runs")
+    p.add_argument("--out", help="also write the markdown to this file (atomically)")
+    p.add_argument("--report", help="also write an HTML report (and its Markdown twin) to this file")
+
+
+def _bench_execute(args, grid):
+    from .bench import ResultStore, run_grid
+
+    if args.n_jobs < 1:
+        raise NoisylabInputError(f"--n-jobs must be >= 1; got {args.n_jobs}.")
+    store = ResultStore(args.store)
+    runs = grid.runs()
+    done = store.done_keys()
+    from .bench import run_key
+
+    todo = sum(run_key(r) not in done for r in runs)
+    print(f"{grid.name}: {len(runs)} runs, {len(runs) - todo} already in {args.store}, {todo} to run"
+          + (f" on {args.dask_scheduler}" if args.dask_scheduler else f" in {args.n_jobs} process(es)") + ".",
+          flush=True)
+    client = None
+    if args.dask_scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise NoisylabInputError('--dask-scheduler needs dask.distributed: pip install "noisylab[dask]".') from None
+        client = Client(args.dask_scheduler)
+    try:
+        return run_grid(grid, store, n_jobs=1 if client else args.n_jobs, client=client, progress=args.progress)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _bench_output(args, markdown, title, records=None):
+    from .io import atomic_write
+
+    print(markdown)
+    if getattr(args, "out", None):
+        with atomic_write(args.out, "w") as fh:
+            fh.write(markdown + "\n")
+    if getattr(args, "report", None):
+        from .report import Report
+
+        rep = Report(title).add_text(markdown, title="Results")
+        if records:  # training curves of the robust-training benchmark, one figure per noise setting
+            from .bench.robust import robust_curves
+
+            for noise in dict.fromkeys(r["spec"].get("noise") for r in records):
+                runs = robust_curves(records, noise)
+                if runs:
+                    rep.add_training_curves(runs, title=f"Training curves, noise {noise} (first seed)")
+        twin = Path(args.report).with_suffix(".md")
+        if getattr(args, "out", None) and Path(args.out).resolve() == twin.resolve():
+            twin = twin.with_name(twin.stem + "-report.md")
+        rep.write(args.report, twin)
+        print(f"Wrote the report {args.report} and its Markdown twin {twin}.")
+
+
 def _cmd_bench(args, parser) -> int:
     if args.bench is None:
         parser._subparsers_by_name["bench"].print_help()
         return EXIT_BAD_INPUT
+    if args.bench == "robust":
+        from .bench.robust import robust_grid, robust_report
+
+        grid = robust_grid(args.grid, dataset=args.dataset, seeds=args.seeds, methods=args.methods,
+                           noises=args.noises, epochs=args.epochs, n_train=args.n_train, model=args.model)
+        records = _bench_execute(args, grid)
+        _bench_output(args, robust_report(records, title=f"Robust training: {grid.name}"), grid.name, records)
+        return 0
+    if args.bench == "run":
+        from .bench import load_grid, results_table
+
+        grid = load_grid(args.grid)
+        records = _bench_execute(args, grid)
+        table = results_table(records, rows=tuple(_csv_fields(args.rows)), cols=tuple(_csv_fields(args.cols)),
+                              value=args.value, scale=args.scale)
+        _bench_output(args, f"## {grid.name}\n\n{table}", grid.name)
+        return 0
+    if args.bench == "results":
+        from .bench import ResultStore, protocol_lines, results_table
+
+        records = list(ResultStore(args.store).latest().values()) if Path(args.store).exists() else []
+        if not records:
+            raise NoisylabInputError(f"no results in {args.store}.")
+        if args.rows is None and all(r.get("spec", {}).get("bench") == "robust" for r in records):
+            from .bench.robust import robust_report
+
+            md = robust_report(records)
+            _bench_output(args, md, f"Results of {args.store}", records)
+            return 0
+        else:
+            table = results_table(records, rows=tuple(_csv_fields(args.rows or "method")),
+                                  cols=tuple(_csv_fields(args.cols)), value=args.value, scale=args.scale)
+            md = f"{table}\n\n{protocol_lines(records)}"
+        _bench_output(args, md, f"Results of {args.store}")
+        return 0
     from .bench.cl_cifar10 import bench_cl_cifar10, find_cl_cifar10_dir, results_table
     from .io import atomic_write
 
@@ -679,6 +830,13 @@ def _cmd_bench(args, parser) -> int:
         with atomic_write(args.out, "w") as fh:
             fh.write(table + "\n")
     return 0
+
+
+def _csv_fields(text):
+    fields = [f.strip() for f in str(text).split(",") if f.strip()]
+    if not fields:
+        raise NoisylabInputError(f"expected comma-separated field names; got {text!r}.")
+    return fields
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None):

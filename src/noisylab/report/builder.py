@@ -235,7 +235,9 @@ class Report:
         """
         if not isinstance(text, str):
             raise NoisylabInputError(f"text must be a string; got {type(text).__name__}.")
-        sec = self._section(title) if title is not None or not self.sections else self.sections[-1]
+        if title is None and not self.sections:
+            title = "Notes"
+        sec = self._section(title) if title is not None else self.sections[-1]
         sec.blocks.append((markdown_to_html(text), text.strip()))
         return self
 

@@ -82,6 +82,10 @@ class Protocol:
     augment : str or None
         Augmentation preset of every training (:data:`noisylab.torch.augment.AUGMENTATIONS`).
     device : str, default="auto"
+    ieg_ce_factor, ieg_consistency_factor : float, default=5, 20
+        IEG's loss factors (its defaults, tuned for large BatchNorm networks; on small networks
+        without BatchNorm they stall training at chance level -- measured on digits, see
+        :class:`~noisylab.torch.methods.IEG` -- and ``noisylab bench robust`` uses 1 and 2).
     """
 
     model: str = "auto"
@@ -99,6 +103,8 @@ class Protocol:
     cl_filter: str = "prune_by_noise_rate"
     augment: str | None = None
     device: str = "auto"
+    ieg_ce_factor: float = 5.0
+    ieg_consistency_factor: float = 20.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -415,7 +421,11 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
 
         if len(data.y_probe) == 0:
             raise NoisylabInputError(f"method {method!r} needs a clean probe set (probe_per_class > 0).")
-        strat = (L2R if method == "l2r" else IEG)(data.X_probe, data.y_probe)
+        if method == "l2r":
+            strat = L2R(data.X_probe, data.y_probe)
+        else:
+            strat = IEG(data.X_probe, data.y_probe, ce_factor=protocol.ieg_ce_factor,
+                        consistency_factor=protocol.ieg_consistency_factor)
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
         return _trainer_result(method, trainer, t0)
     raise AssertionError(method)  # pragma: no cover
@@ -428,7 +438,8 @@ _DATA_CACHE: dict = {}
 def run_one(spec: dict) -> dict:
     """Run one benchmark cell from a flat spec (the harness's runner).
 
-    Keys: ``dataset`` (name), ``dataset_kwargs`` (dict, optional; e.g. ``{"n_train": 4000}``),
+    Keys: ``dataset`` (name), ``n_train`` / ``n_test`` / ``n`` (optional data-set sizes) or
+    ``dataset_kwargs`` (dict),
     ``noise`` ("KIND:RATE" or "none"), ``method``, ``seed`` and any :class:`Protocol` field.
     Returns a JSON-serialisable dict: ``test_acc`` (best noisy-validation epoch), ``test_acc_last``,
     ``best_epoch``, ``seconds``, ``seconds_per_epoch``, ``actual_noise_rate``, the method's extras
@@ -442,7 +453,10 @@ def run_one(spec: dict) -> dict:
     except KeyError as exc:
         raise NoisylabInputError(f"a robust-training spec needs dataset, method and seed; missing {exc}.") from None
     noise = spec.pop("noise", None)
-    dataset_kwargs = spec.pop("dataset_kwargs", None) or {}
+    dataset_kwargs = dict(spec.pop("dataset_kwargs", None) or {})
+    for k in ("n_train", "n_test", "n"):  # flat data-set sizes (TOML grids hold scalars only)
+        if k in spec:
+            dataset_kwargs[k] = spec.pop(k)
     spec.pop("bench", None)
     protocol = Protocol.from_dict(spec)
     key = (dataset, repr(sorted(dataset_kwargs.items())), noise, seed, protocol.probe_per_class)
