@@ -76,7 +76,7 @@ def test_pruning_class_weights_hand_values():
 
 
 @pytest.mark.parametrize("method", ["standard", "clean", "coteaching", "forward", "forward_anchor",
-                                    "cl_coteaching", "bootstrap_soft", "mixup", "mentormix"])
+                                    "cl_coteaching", "bootstrap_soft", "mixup", "mentormix", "incv", "l2r", "ieg"])
 def test_methods_run_and_select_on_noisy_validation(blobs, method):
     d = prepare_data(blobs, "symmetric:0.3", seed=1, probe_per_class=5)
     res = fit_method(method, d, Protocol(**TINY), seed=1)
