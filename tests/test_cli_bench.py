@@ -90,3 +90,19 @@ def test_robust_report_targets_and_published():
     assert "**91.00 ± 1.41**" in md and "| coteaching | 2.000 | 2.00 |" in md
     assert "| INCV | 89.71 ± 0.18 | 84.78 ± 0.33 | 52.27 ± 3.50 | 86.04 ± 0.54 |" in md
     json.dumps(md)
+
+
+def test_bench_incv_theory_table_and_report(tmp_path, capsys):
+    out = tmp_path / "t.md"
+    assert main(["bench", "incv-theory", "--dataset", "gaussian", "--epochs", "2", "--rates", "0,0.4",
+                 "--kind", "pair", "--out", str(out), "--report", str(tmp_path / "t.html")]) == 0
+    text = capsys.readouterr().out
+    assert "### pair noise" in text and "| 0.40 |" in text
+    # the formula columns are the paper's: pair, eps = 0.4 -> acc = 0.6^2 + 0.4^2 = 0.52, LR = 0.6
+    row = [r for r in out.read_text().splitlines() if r.startswith("| 0.40 |")][0].split("|")
+    assert row[4].strip() == "0.520" and row[8].strip() == "0.600"
+    html = (tmp_path / "t.html").read_text()
+    assert html.count("<img") >= 2 and "P(noisy label | prediction)" in html
+    assert main(["bench", "incv-theory", "--dataset", "gaussian", "--kind", "asym"]) == 2
+    err = capsys.readouterr().err
+    assert "kind" in err and "'symmetric'" in err and "'pair'" in err
