@@ -106,3 +106,23 @@ def test_bench_incv_theory_table_and_report(tmp_path, capsys):
     assert main(["bench", "incv-theory", "--dataset", "gaussian", "--kind", "asym"]) == 2
     err = capsys.readouterr().err
     assert "kind" in err and "'symmetric'" in err and "'pair'" in err
+
+
+def test_report_flags_on_find_issues_and_train(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(3), size=200)
+    labels = P.argmax(1)
+    labels[:20] = (labels[:20] + 1) % 3
+    np.save(tmp_path / "p.npy", P)
+    np.save(tmp_path / "l.npy", labels)
+    assert main(["find-issues", "--labels", str(tmp_path / "l.npy"), "--pred-probs", str(tmp_path / "p.npy"),
+                 "--report", str(tmp_path / "fi.html")]) == 0
+    html = (tmp_path / "fi.html").read_text()
+    assert html.count("<img") >= 3 and "Noise matrix" in html and (tmp_path / "fi.md").exists()
+    assert main(["train", "--dataset", "gaussian", "--noise", "pair:0.3", "--epochs", "2", "--out",
+                 str(tmp_path / "run"), "--report", str(tmp_path / "tr.html")]) == 0
+    html = (tmp_path / "tr.html").read_text()
+    assert "Training curves" in html and "<img" in html
+    assert "Wrote the report" in capsys.readouterr().out

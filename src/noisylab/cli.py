@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="never prune a class below this many examples (default: %(default)s)")
     fi.add_argument("--num-to-remove-per-class", help="comma list of K counts (pruning filters only)")
     fi.add_argument("--out", help="CSV file for the per-example results (written atomically)")
+    fi.add_argument("--report", help="also write an HTML report (noise matrix, issues per class, score "
+                                     "histogram) and its Markdown twin")
     fi.add_argument("--top", type=int, default=10, help="issues to print in the summary (default: %(default)s)")
     fi.add_argument("--progress", default="auto", choices=("auto", "always", "never"),
                     help="progress bars on stderr; auto = for inputs of 64M values or more (default: %(default)s)")
@@ -228,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     tr.add_argument("--progress", action="store_true", help="show a progress bar")
     tr.add_argument("--out", required=True, help="output folder")
+    tr.add_argument("--report", help="also write an HTML report (training curves) and its Markdown twin")
 
     be = sub.add_parser("bench", formatter_class=fmt, help="reproduce published benchmark figures",
                         description="Benchmarks that reproduce published figures.",
@@ -427,7 +430,30 @@ def _cmd_find_issues(args) -> int:
                              ["given", "suggested", "label_quality"], rows))
     if args.out:
         print(f"\nWrote {n} rows, ordered by severity, to {args.out}")
+    if args.report:
+        _write_report(args.report, _find_issues_report(cl, codes, display, method, args))
     return 0
+
+
+def _find_issues_report(cl, codes, display, method, args):
+    from .report import Report
+
+    names = [str(c) for c in display]
+    rep = Report("Label issues", subtitle=f"{args.labels} / {args.pred_probs}, filter {method}")
+    rep.add_summary(codes, n_classes=len(names), class_names=names, is_issue=cl.issue_mask_,
+                    estimated_noise_rate=float(cl.noise_rate_))
+    rep.add_noise_matrix(np.asarray(cl.noise_matrix_, dtype=float), class_names=names)
+    rep.add_issue_scores(codes, np.asarray(cl.label_quality_, dtype=float), cl.issue_mask_, class_names=names,
+                         n_classes=len(names))
+    return rep
+
+
+def _write_report(path, rep):
+    twin = Path(path).with_suffix(".md")
+    if twin == Path(path):
+        raise NoisylabInputError(f"--report must be an .html file; got {path}.")
+    rep.write(path, twin)
+    print(f"Wrote the report {path} and its Markdown twin {twin}.")
 
 
 def _dask_input(args):
@@ -577,6 +603,14 @@ def _cmd_train(args) -> int:
         w.writerows([[row.get(k) for k in keys] for row in hist])
     with atomic_write(out / "result.json", "w") as fh:
         json.dump(result, fh, indent=1, default=str)
+    if args.report:
+        from .report import Report, load_runs
+
+        rep = Report(f"Training: {method} on {args.dataset}", subtitle=f"noise {args.noise or 'as given'}, seed {args.seed}")
+        rep.add_text("\n".join(f"- {k}: {v}" for k, v in result.items() if k not in ("config", "method_details")),
+                     title="Result")
+        rep.add_training_curves(load_runs([out]))
+        _write_report(args.report, rep)
     print(f"Trained {name} ({method}) on {result['n_train']} of {result['n_train_total']} training examples"
           + ("" if true is None else f" ({result['wrong_labels_in_training']} with a wrong label)")
           + f"; test accuracy {res.test_acc:.4f} at the best noisy-validation epoch "
