@@ -275,3 +275,37 @@ def test_class_weights_validation():
     s.setup(fake_trainer())
     with pytest.raises(NoisylabInputError, match="2 entries but the model has 3 outputs"):
         s.train_step((torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), torch.arange(4)))
+
+
+def test_coteaching_plus_full_batch_fallback_when_nets_agree():
+    # Two networks that predict the same class for every example never disagree: the code's rule
+    # trains both on the whole batch during the first fallback_steps steps, then makes no update.
+    class Const(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 3)
+            with torch.no_grad():
+                self.lin.weight.zero_()
+                self.lin.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+
+        def forward(self, x):
+            return self.lin(x)
+
+    x = torch.randn(8, 2)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    for steps, expect_update in ((5000, True), (0, False)):
+        s = CoTeaching(0.2, plus=True, fallback_steps=steps)
+        with pytest.warns(UserWarning, match="identical weights"):
+            s.setup(fake_trainer(model=Const, lr=0.5))
+        s.on_epoch_begin(0)
+        before = copy.deepcopy(s.model_f.state_dict())
+        ref = copy.deepcopy(s.model_f)
+        out = s.train_step((x, y, torch.arange(8)))
+        assert out["disagree_fraction"] == 0.0
+        if expect_update:
+            grads = torch.autograd.grad(F.cross_entropy(ref(x), y), list(ref.parameters()))
+            for p, p0, g in zip(s.model_f.parameters(), ref.parameters(), grads):
+                assert torch.allclose(p, p0 - 0.5 * g, atol=1e-6)
+            assert out["keep_fraction"] == 1.0 and s.extra_state_dict() == {"step": 1}
+        else:
+            assert states_equal(s.model_f.state_dict(), before)

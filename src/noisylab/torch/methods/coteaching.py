@@ -33,9 +33,11 @@ Losses
   ``F.cross_entropy`` (a double softmax); fixed: the CE is computed on the logits.
 * Co-teaching+ is active from epoch ``init_epoch`` on; earlier epochs use plain Co-teaching (the
   Co-teaching+ code: 0 for MNIST, 20 for CIFAR-10, 5 for CIFAR-100; METHODS.md gives no value,
-  default here 0).  A batch with no disagreement (or ``n_keep == 0``) makes no update — the
-  code's behaviour after its first 5000 steps (its full-batch fallback before step 5000 is not
-  reproduced).
+  default here 0).  A batch with no disagreement is handled as in the code: during the first
+  ``fallback_steps`` (5000) optimisation steps both networks are updated with the plain CE of the
+  whole batch; later such a batch makes no update (nor does ``n_keep == 0``).  Without this
+  fallback two networks that start out predicting the same class for every example never
+  disagree and never learn (measured: MNIST-1D, pair 0.4, chance accuracy for 40 epochs).
 * The ranking uses the train-mode forward pass (dropout / BN batch statistics active), the same
   forward whose graph is back-propagated, as in the original; losses are sorted detached with a
   stable sort (ties go to the lower batch position).
@@ -110,13 +112,16 @@ class CoTeaching(Strategy):
         (original Co-teaching: 0.1); None leaves beta1 alone.
     predict_with : {"f", "g", "mean"}, default="f"
         Which network(s) :meth:`predict_logits` uses.
+    fallback_steps : int >= 0, default=5000
+        Co-teaching+ only: a batch without disagreement updates both networks on the whole batch
+        during the first ``fallback_steps`` steps (the code's rule); 0 disables it.
     class_weights : array-like of shape (K,) or None, default=None
         Positive per-class weights of every cross-entropy (CL + Co-teaching, see the module docs).
     """
 
     def __init__(self, forget_rate: float, num_gradual: int = 10, exponent: float = 1.0, plus: bool = False,
                  init_epoch: int = 0, schedule: str = "code", beta1_after_decay: float | None = None,
-                 predict_with: str = "f", class_weights=None):
+                 predict_with: str = "f", class_weights=None, fallback_steps: int = 5000):
         def bad_real(v, low, high):
             return isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
                 or not (low <= v < high)
@@ -143,6 +148,10 @@ class CoTeaching(Strategy):
                                              f" with min {w.min()!r}" if w.size and w.dtype.kind in "fiu" else "") + ".")
             class_weights = w.astype(np.float64)
         self.class_weights = class_weights
+        if isinstance(fallback_steps, bool) or not isinstance(fallback_steps, numbers.Integral) or fallback_steps < 0:
+            raise NoisylabInputError(f"fallback_steps must be an int >= 0; got {fallback_steps!r}.")
+        self.fallback_steps = int(fallback_steps)
+        self.step_ = 0
         self.forget_rate = float(forget_rate)
         self.num_gradual = int(num_gradual)
         self.exponent = float(exponent)
@@ -250,8 +259,13 @@ class CoTeaching(Strategy):
                                      f"{logits_f.shape[1]} outputs.")
         upd_f, upd_g, n_keep, n_cand = self.select(logits_f, logits_g, y)
         out: dict = {"logits": logits_f.detach(), "keep_fraction": n_keep / len(y)}
+        self.step_ += 1
         if self.plus_active:
             out["disagree_fraction"] = n_cand / len(y)
+            if n_cand == 0 and self.step_ <= self.fallback_steps:  # the code's full-batch fallback
+                upd_f = upd_g = torch.arange(len(y), device=y.device)
+                n_keep = len(y)
+                out["keep_fraction"] = 1.0
         if n_keep == 0:  # nothing to learn from: no update
             with torch.no_grad():
                 out["loss"] = 0.5 * (F.cross_entropy(logits_f, y) + F.cross_entropy(logits_g, y))
@@ -266,6 +280,12 @@ class CoTeaching(Strategy):
         self.opt_g.step()
         out["loss"] = 0.5 * (loss_f.detach() + loss_g.detach())
         return out
+
+    def extra_state_dict(self) -> dict:
+        return {"step": int(self.step_)}
+
+    def load_extra_state_dict(self, state: dict) -> None:
+        self.step_ = int(state.get("step", 0))
 
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:

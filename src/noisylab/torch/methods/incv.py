@@ -654,10 +654,11 @@ class INCVCoTeaching(CoTeaching):
         return out
 
     def extra_state_dict(self) -> dict:
-        return {"cand_gen": self._cand_gen.get_state(), "cand_perm": self._cand_perm.clone(),
-                "cand_pos": int(self._cand_pos)}
+        return {**super().extra_state_dict(), "cand_gen": self._cand_gen.get_state(),
+                "cand_perm": self._cand_perm.clone(), "cand_pos": int(self._cand_pos)}
 
     def load_extra_state_dict(self, state: dict) -> None:
+        super().load_extra_state_dict(state)
         if "cand_gen" in state:
             self._cand_gen.set_state(state["cand_gen"])
             self._cand_perm = state["cand_perm"].to(torch.int64).cpu()
