@@ -241,10 +241,12 @@ def encode_labels(values, classes=None):
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="w", **kwargs):
+def atomic_write(path, mode="w", durable=True, **kwargs):
     """Write to a temporary file next to ``path`` and rename it into place on success.
 
     A crash or an exception leaves either the old file or none, never a half-written one.
+    ``durable=False`` skips the ``fsync`` before the rename: still atomic for a killed process
+    (the page cache survives it), not against a power loss -- for files rewritten very often.
     """
     path = Path(path)
     if path.is_dir():
@@ -262,7 +264,8 @@ def atomic_write(path, mode="w", **kwargs):
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, file_mode)
         os.replace(tmp, path)
     except BaseException:

@@ -168,24 +168,35 @@ class DynamicsRecorder(Callback):
             self._mm[:, e, :] = self._buf.cpu().numpy()
             self._buf = None
         else:
+            # One inference pass in eval_batch_size blocks into a (n, K) float16 buffer, then one
+            # strided write of the epoch's column into the memmap.
             idx = trainer.train_idx_t_
             bs = trainer.config.eval_batch_size
-            for i in range(0, len(idx), bs):
-                block = trainer.predict_logits(trainer.X_[idx[i:i + bs]])
-                self._mm[i:i + bs, e, :] = block.to(torch.float16).cpu().numpy()
-        self._mm.flush()
+            buf = torch.empty((len(idx), trainer.n_outputs_), dtype=torch.float16, device=trainer.device_)
+            strat = trainer.strategy_
+            with torch.inference_mode():
+                for i in range(0, len(idx), bs):
+                    buf[i:i + bs] = strat.predict_logits(trainer.X_[idx[i:i + bs]])
+            self._mm[:, e, :] = buf.cpu().numpy()
+        # No msync per epoch: the pages are in the shared page cache, so a killed process loses
+        # nothing (the sidecar, replaced atomically after the data, says how many epochs are
+        # valid); the file is flushed at the end of training.
         self._write_meta(e + 1)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if getattr(self, "_mm", None) is not None:
             self._mm.flush()
             self._mm = None
+            self._write_meta(int(getattr(self, "_epochs_written", 0)), durable=True)
 
     # ------------------------------------------------------------------------------- internals
-    def _write_meta(self, epochs_completed: int) -> None:
+    def _write_meta(self, epochs_completed: int, durable: bool = False) -> None:
+        self._epochs_written = epochs_completed
         arrays = {k: np.asarray(v) for k, v in self._meta.items()}
         arrays["epochs_completed"] = np.asarray(epochs_completed, dtype=np.int64)
         for k in ("format_version", "n_epochs", "n_classes"):
             arrays[k] = np.asarray(arrays[k], dtype=np.int64)
-        with atomic_write(sidecar_path(self.path), "wb") as fh:
+        # Per epoch without fsync (atomic for a killed process; the data pages are in the page
+        # cache too); durably at the end of training.
+        with atomic_write(sidecar_path(self.path), "wb", durable=durable) as fh:
             np.savez(fh, **arrays)
