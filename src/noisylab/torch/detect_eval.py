@@ -639,8 +639,9 @@ def run_detector_cell(spec: dict) -> dict:
         ``data_seed`` (0), e.g. 1, 2, 3 (module docs).
     ``methods`` (list or comma-separated string) or ``method`` (one name)
     ``retrain_fraction`` (optional)
-        A fraction in [0, 1) or ``"auto"`` (CL's estimated noise rate; without ``"cl"`` the fraction
-        the LSTM flags): the noisy baseline (``fit_method("standard")``) and one remove-and-retrain
+        A fraction in [0, 1), ``"nominal"`` (the rate of ``noise``: the noise level a user assumes, as
+        the LSTM paper's README sets its remove ratios) or ``"auto"`` (CL's estimated noise rate;
+        without ``"cl"`` the fraction the LSTM flags): the noisy baseline (``fit_method("standard")``) and one remove-and-retrain
         per method are trained.
     ``repair_fraction`` (optional)
         The same for :func:`repair_and_retrain` (methods with suggested labels).
@@ -680,9 +681,9 @@ def run_detector_cell(spec: dict) -> dict:
     spec.pop("bench", None)
     protocol = Protocol.from_dict(spec)
     for name, v in (("retrain_fraction", retrain_fraction), ("repair_fraction", repair_fraction)):
-        if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, numbers.Real)
-                                              or not math.isfinite(v) or not 0.0 <= v < 1.0):
-            raise NoisylabInputError(f"{name} must be a real number in [0, 1) or 'auto'; got {v!r}.")
+        if v is not None and v not in ("auto", "nominal") and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                                             or not math.isfinite(v) or not 0.0 <= v < 1.0):
+            raise NoisylabInputError(f"{name} must be a real number in [0, 1), 'auto' or 'nominal'; got {v!r}.")
         if v == "auto" and not {"cl", "combined", "lstm"} & set(methods):
             raise NoisylabInputError(f"{name}='auto' needs method 'cl', 'combined' or 'lstm' among the methods "
                                      "(the noise-rate estimate).")
@@ -727,6 +728,8 @@ def run_detector_cell(spec: dict) -> dict:
         out["lstm_flagged_fraction"] = est
 
     def auto_fraction(v):
+        if v == "nominal":  # the noise level the user assumes (the LSTM paper's remove ratios)
+            return float(data.noise_rate), None
         if v != "auto":
             return v, None
         return "auto", min(max(est, 0.0), 0.999)

@@ -1,0 +1,182 @@
+"""``noisylab bench detectors``: label-error detectors scored against the true flips.
+
+The grid is ``grids/detectors.toml`` (shipped): digits and MNIST-1D x symmetric 0.2 / 0.4 and pair
+0.4 x seeds 1, 2, 3; every cell scores all detectors on one noise draw
+(:func:`noisylab.torch.detect_eval.run_detector_cell`).  :func:`detectors_report` renders AUROC and
+AP per detector, the remove-and-retrain accuracies against training on the noisy labels, the cost
+of recording the dynamics, and the checks of the issue's targets.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import NoisylabInputError
+from .harness import protocol_lines
+
+__all__ = ["DETECTORS_GRID", "detectors_grid", "detectors_report"]
+
+DETECTORS_GRID = "grids/detectors.toml"
+NOISE_ORDER = ("symmetric:0.2", "symmetric:0.4", "pair:0.4")
+
+
+def _fmt(values, scale=1.0, digits=3):
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float) * scale
+    if v.size == 0:
+        return "—"
+    if v.size == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _cells(records):
+    keys = []
+    for r in records:
+        k = (r["spec"].get("dataset"), r["spec"].get("noise"))
+        if k not in keys:
+            keys.append(k)
+    order = {n: i for i, n in enumerate(NOISE_ORDER)}
+    return sorted(keys, key=lambda k: (str(k[0]), order.get(k[1], 99), str(k[1])))
+
+
+def _methods(records):
+    out = []
+    for r in records:
+        for m in r["result"].get("methods", []):
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def _table(records, cells, methods, key, scale=1.0, digits=3, extra=None):
+    head = ["data set", "noise"] + (list(extra) if extra else []) + methods
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for ds, noise in cells:
+        rs = [r["result"] for r in records if r["spec"].get("dataset") == ds and r["spec"].get("noise") == noise]
+        row = [str(ds), str(noise)]
+        for name, fn in (extra or {}).items():
+            row.append(_fmt([fn(x) for x in rs], scale, digits))
+        row += [_fmt([x.get(key.format(m=m)) for x in rs], scale, digits) for m in methods]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def detectors_report(records, title="Label-error detectors") -> str:
+    """Markdown: AUROC, AP, remove-and-retrain, overhead, target checks, protocol."""
+    records = [r for r in records if r.get("result", {}).get("methods")]
+    if not records:
+        raise NoisylabInputError("no detector results to report yet.")
+    cells, methods = _cells(records), _methods(records)
+    n_seeds = len({r["spec"].get("seed") for r in records})
+    out = [f"## {title}", "",
+           f"AUROC of each detector against the true label flips of the training set (positive = mislabelled; "
+           f"mean ± std over {n_seeds} noise draws).", "", _table(records, cells, methods, "auroc_{m}"),
+           "", "### Average precision", "", _table(records, cells, methods, "ap_{m}")]
+    if any("baseline_acc" in r["result"] for r in records):
+        frac = {r["result"].get("retrain", {}).get("fraction") for r in records}
+        out += ["", "### Remove-and-retrain: test accuracy (%)", "",
+                f"Remove the lowest-quality fraction of the training set (fraction(s) {sorted(f for f in frac if f is not None)}: "
+                "the nominal noise rate), retrain from scratch, test accuracy at the best noisy-validation epoch; "
+                "'noisy' = the same training on all noisy labels.", "",
+                _table(records, cells, methods, "retrain_acc_{m}", 100.0, 2,
+                       extra={"noisy": lambda x: x.get("baseline_acc")})]
+    ov = [r["result"].get("overhead_pct") for r in records if r["result"].get("overhead_pct") is not None]
+    if ov:
+        out += ["", f"Recording the dynamics (both recorders) plus scoring added **{np.median(ov):.1f}%** (median; "
+                    f"range {min(ov):.1f}–{max(ov):.1f}%) to the cost of the training run it observes."]
+    checks = []
+    for ds, noise in cells:
+        rs = [r["result"] for r in records if r["spec"].get("dataset") == ds and r["spec"].get("noise") == noise]
+
+        def mean(k, rs=rs):
+            v = [x.get(k) for x in rs if x.get(k) is not None]
+            return float(np.mean(v)) if v else None
+
+        lstm, aum, cl = mean("auroc_lstm"), mean("auroc_aum"), mean("auroc_cl")
+        if lstm is not None and aum is not None and cl is not None:
+            checks.append(f"- {ds} {noise}: LSTM {lstm:.3f} vs AUM {aum:.3f} ({'≥' if lstm >= aum else '<'}) and "
+                          f"CL {cl:.3f} ({'≥' if lstm >= cl else '<'})")
+        if noise.endswith("0.4") and mean("baseline_acc") is not None:
+            best = max(methods, key=lambda m: mean(f"auroc_{m}") or -1)
+            acc = mean(f"retrain_acc_{best}")
+            if acc is not None:
+                checks.append(f"  - remove-and-retrain with the best detector ({best}): {100 * acc:.2f}% vs noisy "
+                              f"{100 * mean('baseline_acc'):.2f}% ({'beats' if acc > mean('baseline_acc') else 'does not beat'})")
+    if checks:
+        out += ["", "### Targets", ""] + checks
+    out += ["", "### Protocol (recorded with every result)", "", protocol_lines(records)]
+    det = next((r["result"].get("detector") for r in records if r["result"].get("detector")), None)
+    if det:
+        out += ["", "LSTM detector: " + ", ".join(f"{k} {v}" for k, v in det.items())]
+    return "\n".join(out)
+
+
+def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=None, methods=None,
+                   retrain_fraction=None, n_train=None):
+    """The detectors grid (shipped, or ``grid``) with command-line overrides (lists or comma strings).
+
+    ``retrain_fraction``: ``"none"`` drops remove-and-retrain; a number, ``"nominal"`` or ``"auto"``
+    replaces the grid's.
+    """
+    from importlib import resources
+
+    from .harness import load_grid
+    from .robust import _split
+
+    base = load_grid(resources.files("noisylab.bench").joinpath(DETECTORS_GRID).read_text() if grid is None else grid)
+    protocol = dict(base.protocol)
+    points = {k: list(v) for k, v in base.grid.items()}
+    include = [dict(e) for e in base.include]
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in _split(seeds)]
+        except ValueError:
+            raise NoisylabInputError(f"seeds must be integers; got {seeds!r}.") from None
+        for entry in [points] + include:
+            if "seed" in entry:
+                entry["seed"] = seed_list
+    if datasets is not None:
+        wanted = _split(datasets)
+        if "dataset" in points:
+            points["dataset"] = wanted
+        known = {e.get("dataset") for e in include}
+        bad = [d for d in wanted if include and d not in known]
+        if bad:
+            raise NoisylabInputError(f"data set(s) {bad} are not in the grid; it has {sorted(map(str, known))}.")
+        include = [e for e in include if e.get("dataset") in wanted]
+    if noises is not None:
+        for entry in [points] + include:
+            if "noise" in entry:
+                entry["noise"] = _split(noises)
+    if epochs is not None:
+        if int(epochs) < 2:
+            raise NoisylabInputError(f"epochs must be >= 2 (AUM skips the first); got {epochs}.")
+        protocol["epochs"] = int(epochs)
+    if methods is not None:
+        from ..torch.detect_eval import DETECTION_METHODS
+
+        ms = _split(methods)
+        bad = [m for m in ms if m not in DETECTION_METHODS]
+        if bad:
+            raise NoisylabInputError(f"unknown detector(s) {bad}; known: {list(DETECTION_METHODS)}.")
+        protocol["methods"] = ",".join(ms)
+    if retrain_fraction is not None:
+        if str(retrain_fraction).lower() == "none":
+            protocol.pop("retrain_fraction", None)
+        elif retrain_fraction in ("nominal", "auto"):
+            protocol["retrain_fraction"] = retrain_fraction
+        else:
+            try:
+                protocol["retrain_fraction"] = float(retrain_fraction)
+            except ValueError:
+                raise NoisylabInputError(f"retrain fraction must be a number, 'nominal', 'auto' or 'none'; got "
+                                         f"{retrain_fraction!r}.") from None
+    if n_train is not None:
+        protocol["n_train"] = int(n_train)
+    doc = {"experiment": {**base.experiment, "runner": base.runner}, "protocol": protocol}
+    if points:
+        doc["grid"] = points
+    if include:
+        doc["include"] = include
+    if base.exclude:
+        doc["exclude"] = list(base.exclude)
+    return load_grid(doc)

@@ -1,0 +1,60 @@
+"""`noisylab bench detectors`: grid overrides and the report (hand-made records; one tiny real cell)."""
+import pytest
+
+pytest.importorskip("torch")
+
+from noisylab._validation import NoisylabInputError  # noqa: E402
+from noisylab.bench import ResultStore  # noqa: E402
+from noisylab.bench.detectors import detectors_grid, detectors_report  # noqa: E402
+from noisylab.cli import main  # noqa: E402
+
+
+def test_shipped_detectors_grid():
+    runs = detectors_grid().runs()
+    assert len(runs) == 18
+    assert {(r["dataset"], r["model"]) for r in runs} == {("digits", "mlp"), ("mnist1d", "cnn1d")}
+    assert {r["seed"] for r in runs} == {1, 2, 3}  # never the LSTM detector's training seed 0
+    assert {r["noise"] for r in runs} == {"symmetric:0.2", "symmetric:0.4", "pair:0.4"}
+    assert all(r["retrain_fraction"] == "nominal" for r in runs)
+    small = detectors_grid(datasets="digits", seeds="2", noises="pair:0.4", retrain_fraction="none", epochs=5)
+    assert [(r["dataset"], r["seed"], r["noise"], r["epochs"], "retrain_fraction" in r) for r in small.runs()] == [
+        ("digits", 2, "pair:0.4", 5, False)]
+    with pytest.raises(NoisylabInputError, match="not in the grid"):
+        detectors_grid(datasets="cifar")
+    with pytest.raises(NoisylabInputError, match="unknown detector"):
+        detectors_grid(methods="cl,aumm")
+
+
+def test_detectors_report_values_and_targets():
+    def rec(seed, ds, noise, au, base=None, ret=None):
+        res = {"methods": ["cl", "aum", "lstm"], **{f"auroc_{m}": v for m, v in au.items()},
+               **{f"ap_{m}": v - 0.01 for m, v in au.items()}, "overhead_pct": 12.0}
+        if base is not None:
+            res.update(baseline_acc=base, retrain={"fraction": 0.4}, **{f"retrain_acc_{m}": v for m, v in ret.items()})
+        return {"key": f"{seed}{ds}{noise}", "spec": {"bench": "detectors", "dataset": ds, "noise": noise, "seed": seed},
+                "result": res}
+    recs = [rec(1, "digits", "symmetric:0.4", {"cl": 0.90, "aum": 0.92, "lstm": 0.95}, 0.80,
+                {"cl": 0.85, "aum": 0.84, "lstm": 0.86}),
+            rec(2, "digits", "symmetric:0.4", {"cl": 0.92, "aum": 0.94, "lstm": 0.97}, 0.82,
+                {"cl": 0.85, "aum": 0.84, "lstm": 0.88})]
+    md = detectors_report(recs)
+    assert "| digits | symmetric:0.4 | 0.910 ± 0.014 | 0.930 ± 0.014 | 0.960 ± 0.014 |" in md
+    assert "| digits | symmetric:0.4 | 81.00 ± 1.41 | 85.00 ± 0.00 | 84.00 ± 0.00 | 87.00 ± 1.41 |" in md
+    assert "LSTM 0.960 vs AUM 0.930 (≥) and CL 0.910 (≥)" in md
+    assert "best detector (lstm): 87.00% vs noisy 81.00% (beats)" in md
+    assert "**12.0%**" in md
+    with pytest.raises(NoisylabInputError, match="no detector results"):
+        detectors_report([])
+
+
+def test_bench_detectors_cli_tiny(tmp_path, capsys):
+    store = tmp_path / "d.jsonl"
+    assert main(["bench", "detectors", "--datasets", "digits", "--noises", "symmetric:0.3", "--seeds", "1",
+                 "--epochs", "3", "--methods", "confidence,lstm", "--retrain", "none", "--n-jobs", "1",
+                 "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "| digits | symmetric:0.3 |" in out and "lstm" in out
+    (rec,) = ResultStore(store).records()
+    assert 0.5 < rec["result"]["auroc_confidence"] <= 1 and rec["spec"]["model"] == "mlp"
+    assert main(["bench", "results", str(store)]) == 0
+    assert "AUROC of each detector" in capsys.readouterr().out
