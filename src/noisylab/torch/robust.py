@@ -82,6 +82,19 @@ class Protocol:
     augment : str or None
         Augmentation preset of every training (:data:`noisylab.torch.augment.AUGMENTATIONS`).
     device : str, default="auto"
+    coteaching_num_gradual : int, default=10
+        T_k of Co-teaching(+), CL + Co-teaching and INCV's Co-teaching: the epochs over which the
+        forget rate ramps up.  10 is the papers' value (of 200 epochs); the 5% ratio of
+        METHODS.md §1.8 gives 2 of 40 epochs, too early for MNIST-1D's slowly learning 1-D CNN
+        (noisy-validation accuracy, seed 0: pair 0.4 0.476 with T_k = 10 vs 0.416 with 2;
+        symmetric 0.5 0.405 vs 0.369).
+    mentormix_alpha : float or "table", default="table"
+        MentorMix's Beta(α, α); "table" = the per-noise-level defaults of METHODS.md §4.4 (α = 8
+        at 0.4 / 0.6).  On MNIST-1D α = 8 mixes two sequences nearly half and half, which stalls
+        learning (noisy-validation accuracy at symmetric 0.5, seed 0: α = 8 0.323, α = 2 0.351,
+        α = 1 0.344); ``noisylab bench robust`` uses 2.
+    ieg_use_ema : bool, default=True
+        IEG predicts with the exponential moving average of its weights (decay 0.999).
     ieg_ce_factor, ieg_consistency_factor : float, default=5, 20
         IEG's loss factors (its defaults, tuned for large BatchNorm networks; on small networks
         without BatchNorm they stall training at chance level -- measured on digits, see
@@ -103,6 +116,9 @@ class Protocol:
     cl_filter: str = "prune_by_noise_rate"
     augment: str | None = None
     device: str = "auto"
+    coteaching_num_gradual: int = 10
+    mentormix_alpha: Any = "table"
+    ieg_use_ema: bool = True
     ieg_ce_factor: float = 5.0
     ieg_consistency_factor: float = 20.0
 
@@ -372,7 +388,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         tau = data.actual_noise_rate if forget_rate is None else float(forget_rate)
         # Co-teaching+ starts after init_epoch epochs of plain Co-teaching: 20 of 200 on CIFAR-10 in
         # its code, i.e. 10% of the epochs.
-        strat = CoTeaching(forget_rate=min(tau, 0.99), num_gradual=max(1, round(0.05 * protocol.epochs)),
+        strat = CoTeaching(forget_rate=min(tau, 0.99), num_gradual=protocol.coteaching_num_gradual,
                            plus=method == "coteaching_plus", init_epoch=round(0.1 * protocol.epochs),
                            predict_with="mean")
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
@@ -392,7 +408,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         cj = np.asarray(cj, dtype=np.float64)  # calibrated confident joint (counts)
         est = float(1.0 - np.trace(cj) / cj.sum())
         tau = est / 2
-        strat = CoTeaching(forget_rate=min(max(tau, 0.0), 0.99), num_gradual=max(1, round(0.05 * protocol.epochs)),
+        strat = CoTeaching(forget_rate=min(max(tau, 0.0), 0.99), num_gradual=protocol.coteaching_num_gradual,
                            class_weights=w, predict_with="mean")
         trainer = _fit(strat, data, protocol, seed, X=data.X[keep], y=data.y[keep], ckpt=sub("main"))
         extra = {"estimated_noise_rate": est, "forget_rate": tau, **_detection(issues, data)}
@@ -403,7 +419,8 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         build = _model_factory(protocol, tuple(data.X.shape[1:]), K, seed)
         kind = "pair" if data.noise_kind == "pair" else "symmetric"
         incv = INCV(build, protocol.train_config(epochs=protocol.incv_epochs, val_fraction=0.0, seed=seed),
-                    protocol.train_config(seed=seed), kind=kind, random_state=seed)
+                    protocol.train_config(seed=seed), kind=kind, num_gradual=protocol.coteaching_num_gradual,
+                    random_state=seed)
         incv.fit(data.X, data.y, data.X_test, data.y_test, true_labels=data.y_true)
         sel = incv.selection_
         extra = {"eval_ratio": float(sel.eval_ratio), "n_selected": int(sel.selected.sum()),
@@ -415,7 +432,9 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
     if method in ("mentormix", "mentormix_percentile"):
         from .methods import MentorMix, mentormix_defaults
 
-        d = mentormix_defaults(max(data.actual_noise_rate, 0.2))
+        d = dict(mentormix_defaults(max(data.actual_noise_rate, 0.2)))
+        if protocol.mentormix_alpha != "table":
+            d["alpha"] = float(protocol.mentormix_alpha)
         curriculum = "loss_percentile" if method == "mentormix_percentile" else "mentornet_pd"
         strat = MentorMix(**{**d, "curriculum": curriculum})
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
@@ -429,7 +448,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
             strat = L2R(data.X_probe, data.y_probe)
         else:
             strat = IEG(data.X_probe, data.y_probe, ce_factor=protocol.ieg_ce_factor,
-                        consistency_factor=protocol.ieg_consistency_factor)
+                        consistency_factor=protocol.ieg_consistency_factor, use_ema=protocol.ieg_use_ema)
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
         return _trainer_result(method, trainer, t0)
     raise AssertionError(method)  # pragma: no cover
