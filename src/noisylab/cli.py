@@ -232,6 +232,52 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="output folder")
     tr.add_argument("--report", help="also write an HTML report (training curves) and its Markdown twin")
 
+    dt = sub.add_parser(
+        "detect", formatter_class=fmt, help="rank label errors with AUM, the LSTM detector, dynamics baselines or CL",
+        description="Score every training example (label quality, HIGHER = label more likely correct) with a "
+                    "detector: on a training-dynamics recording (--dynamics, from DynamicsRecorder) or on a data "
+                    "set (--dataset; the needed trainings are run). With ground truth (synthesized --noise, or a "
+                    "recording made with true labels) prints AUROC / AP. --remove / --repair retrain without / "
+                    "with repaired labels for the lowest-quality fraction and report the test accuracy.",
+        epilog=_examples("""
+            noisylab detect --method lstm --dynamics run.npy --out scores.csv
+            noisylab detect --method aum --dataset digits --noise symmetric:0.4 --remove 0.4 --out aum.csv
+            noisylab detect --method lstm --dataset mnist1d --noise pair:0.4 --seed 1 --repair 0.2
+        """))
+    dt.add_argument("--method", required=True,
+                    help="aum, lstm, confidence, margin, forgetting, mean_loss, cl or combined")
+    dt.add_argument("--dynamics", help="a DynamicsRecorder .npy recording (with its .meta.npz)")
+    dt.add_argument("--dataset", help="data set name or path (runs the trainings the method needs)")
+    dt.add_argument("--noise", help="synthesize noise on the data set's labels: KIND:RATE")
+    dt.add_argument("--detector", help="LSTM detector file (default: the shipped pretrained one)")
+    dt.add_argument("--model", default="auto", help="model for --dataset (default: by input shape)")
+    dt.add_argument("--epochs", type=int, default=30, help="epochs of the trainings for --dataset (default: %(default)s)")
+    dt.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
+    dt.add_argument("--remove", type=float, help="remove this fraction of lowest-quality examples and retrain")
+    dt.add_argument("--repair", type=float, help="replace the labels of this fraction by predictions and retrain")
+    dt.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    dt.add_argument("--out", help="CSV of per-example scores (written atomically)")
+
+    td = sub.add_parser(
+        "train-detector", formatter_class=fmt, help="train the LSTM noise detector on synthesized-noise dynamics",
+        description="Record training dynamics (per-epoch probability of the given label, eval pass) of a network "
+                    "trained on a data set with synthesized noise, train the LSTM detector (2 layers, 64 units) to "
+                    "predict the flips, and save it (a state dict loaded with weights_only=True). The shipped "
+                    "detector is: noisylab train-detector --dataset mnist1d --noise symmetric:0.3 --seed 0.",
+        epilog=_examples("""
+            noisylab train-detector --dataset mnist1d --noise symmetric:0.3 --out lstm_mnist1d.pt
+            noisylab train-detector --dataset digits --noise pair:0.3 --init lstm_mnist1d.pt --out tuned.pt
+        """))
+    td.add_argument("--dataset", default="mnist1d", help="data set (default: %(default)s)")
+    td.add_argument("--noise", default="symmetric:0.3", help="KIND:RATE (default: %(default)s)")
+    td.add_argument("--model", default="auto", help="network whose dynamics are recorded (default: by input shape)")
+    td.add_argument("--epochs", type=int, default=30, help="epochs of the recorded training (default: %(default)s)")
+    td.add_argument("--lr", type=float, default=3e-3, help="Adam lr of the recorded training (default: %(default)s)")
+    td.add_argument("--detector-epochs", type=int, default=10, help="default: %(default)s")
+    td.add_argument("--init", help="fine-tune this detector file instead of starting from scratch")
+    td.add_argument("--seed", type=int, default=0, help="data and noise seed (default: %(default)s)")
+    td.add_argument("--out", required=True, help="detector file (.pt)")
+
     be = sub.add_parser("bench", formatter_class=fmt, help="reproduce published benchmark figures",
                         description="Benchmarks that reproduce published figures.",
                         epilog=_examples("noisylab bench cl-cifar10 --data ../shared/data/cl-cifar10"))
@@ -922,6 +968,118 @@ def _cmd_bench(args, parser) -> int:
     return 0
 
 
+DETECT_ON_RECORDING = {"aum": "aum", "margin": "aum", "confidence": "confidence", "forgetting": "forgetting_events",
+                       "mean_loss": "mean_loss"}
+
+
+def _cmd_detect(args) -> int:
+    from .io import atomic_write
+
+    try:
+        from .torch.detect_eval import DETECTION_METHODS, detection_metrics
+        from .torch.detector import NoiseDetector, detect_from_recording
+    except ImportError as exc:
+        raise NoisylabInputError(str(exc)) from None
+    method = check_option("method", args.method, DETECTION_METHODS)
+    if (args.dynamics is None) == (args.dataset is None):
+        raise NoisylabInputError("give exactly one of --dynamics FILE.npy or --dataset NAME.")
+    detector = NoiseDetector.load(args.detector) if args.detector else None
+    flagged = truth = given = None
+    if args.dynamics:
+        from .dynamics import dynamics_scores, read_dynamics
+
+        if args.remove is not None or args.repair is not None:
+            raise NoisylabInputError("--remove / --repair need --dataset (a recording has no inputs to retrain on).")
+        _logits, meta = read_dynamics(args.dynamics)
+        given, truth = meta["labels"], meta.get("is_noisy")
+        if method == "lstm":
+            quality = 1.0 - detect_from_recording(args.dynamics, detector)
+        elif method in DETECT_ON_RECORDING:
+            quality = dynamics_scores(args.dynamics, DETECT_ON_RECORDING[method])
+        else:
+            raise NoisylabInputError(f"--method {method} needs --dataset (it trains its own networks); on a recording "
+                                     f"use one of lstm, {', '.join(DETECT_ON_RECORDING)}.")
+        ids = meta["ids"]
+    else:
+        from .torch.detect_eval import repair_and_retrain, remove_and_retrain, score_examples
+        from .torch.robust import Protocol, prepare_data
+
+        data = prepare_data(args.dataset, args.noise, seed=args.seed, probe_per_class=0)
+        protocol = Protocol(model=args.model, epochs=args.epochs, lr=args.lr, schedule="constant", batch_size=128,
+                            probe_per_class=0)
+        res = score_examples(data, method, protocol, seed=args.seed, detector=detector, measure_overhead=False)
+        quality, flagged, given = res.label_quality, res.flagged, data.y
+        truth = (data.y != data.y_true) if args.noise else None
+        ids = np.arange(len(data.y))
+        print(f"{method}: scored {len(ids)} training examples in {res.seconds:.1f} s")
+        for flag, fn in (("remove", remove_and_retrain), ("repair", repair_and_retrain)):
+            frac = getattr(args, flag)
+            if frac is None:
+                continue
+            if flag == "repair":
+                if "suggested_labels" not in res.extra:
+                    raise NoisylabInputError(f"--method {method} gives no suggested labels; --repair needs cl, "
+                                             "combined or a dynamics method.")
+                r = fn(data, quality, frac, res.extra["suggested_labels"], protocol, seed=args.seed)
+            else:
+                r = fn(data, quality, frac, protocol, seed=args.seed)
+            base = _fit_standard_acc(data, protocol, args.seed)
+            print(f"{flag} {frac:g}: test accuracy {r['test_acc']:.4f} (noisy labels: {base:.4f}) at the best "
+                  "noisy-validation epoch")
+    if truth is not None and truth.any() and not truth.all():
+        met = detection_metrics(quality, truth, flagged)
+        print("Against the true flips: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in met.items()))
+    if args.out:
+        order = np.argsort(quality, kind="stable")
+        with atomic_write(args.out, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", "given_label", "label_quality"] + (["flagged"] if flagged is not None else [])
+                       + (["is_noisy"] if truth is not None else []))
+            for i in order:
+                w.writerow([int(ids[i]), int(given[i]), f"{float(quality[i]):.6g}"]
+                           + ([bool(flagged[i])] if flagged is not None else [])
+                           + ([bool(truth[i])] if truth is not None else []))
+        print(f"Wrote {len(order)} rows, lowest label quality first, to {args.out}")
+    return 0
+
+
+def _fit_standard_acc(data, protocol, seed):
+    from .torch.robust import fit_method
+
+    return fit_method("standard", data, protocol, seed=seed).test_acc
+
+
+def _cmd_train_detector(args) -> int:
+    try:
+        from .noise import make_noise
+        from .torch.data import get_dataset
+        from .torch.detector import NoiseDetector, make_training_sequences
+        from .torch.models import default_model_for
+        from .torch.robust import parse_noise
+    except ImportError as exc:
+        raise NoisylabInputError(str(exc)) from None
+    kind, rate = parse_noise(args.noise)
+    if kind is None or rate == 0:
+        raise NoisylabInputError("--noise must synthesize some noise (the detector learns the flips), e.g. symmetric:0.3.")
+    if args.epochs < 2 or args.detector_epochs < 1:
+        raise NoisylabInputError("--epochs must be >= 2 and --detector-epochs >= 1.")
+    init = NoiseDetector.load(args.init) if args.init else None
+    ds = get_dataset(args.dataset, **({"random_state": args.seed} if args.dataset == "mnist1d" else {}))
+    nl = make_noise(kind, ds.y, rate, exact=True, random_state=args.seed)
+    name = default_model_for(tuple(ds.X.shape[1:])) if args.model == "auto" else args.model
+    seqs, is_noisy = make_training_sequences(ds.X, nl.noisy_labels, nl.true_labels, model=name, epochs=args.epochs,
+                                             lr=args.lr, random_state=args.seed)
+    meta = {"source": args.dataset, "noise": args.noise, "noise_rate_realised": float(nl.noise_rate),
+            "data_seed": args.seed, "recording": {"model": name, "epochs": args.epochs, "optimizer": "adam",
+                                                  "lr": args.lr, "batch_size": 128, "mode": "eval_pass"}}
+    det = NoiseDetector(epochs=args.detector_epochs, random_state=args.seed).fit(seqs, is_noisy, init=init, metadata=meta)
+    det.save(args.out)
+    print(f"Trained the LSTM detector on {len(seqs)} sequences of {args.epochs} epochs ({int(is_noisy.sum())} flipped); "
+          f"held-out AUROC {det.metadata_.get('val_auroc', float('nan')):.4f}. Saved {args.out}.")
+    return 0
+
+
 def _cmd_incv_theory(args) -> int:
     from .io import atomic_write
 
@@ -1022,6 +1180,10 @@ def main(argv=None) -> int:
                 return _cmd_train(args)
             if args.command == "cv-probs":
                 return _cmd_cv_probs(args)
+            if args.command == "detect":
+                return _cmd_detect(args)
+            if args.command == "train-detector":
+                return _cmd_train_detector(args)
             if args.command == "report":
                 return args.report_func(args)
             if args.command == "bench":
