@@ -388,6 +388,16 @@ def _parser() -> argparse.ArgumentParser:
     bd.add_argument("--retrain", help="remove-and-retrain fraction: a number, nominal (default), auto or none")
     _bench_run_options(bd, "bench_results/detectors.jsonl")
 
+    bdoc = bsub.add_parser(
+        "docs", formatter_class=fmt, help="regenerate docs/RESULTS.md from the result stores",
+        description="Write docs/RESULTS.md: the confident-learning filters on the CL paper's CIFAR-10 probabilities "
+                    "(computed now), the robust-training and detector benchmarks (read from their stores), each "
+                    "next to the published figures, clearly labelled.",
+        epilog=_examples("noisylab bench docs --results bench_results --out docs/RESULTS.md"))
+    bdoc.add_argument("--results", default="bench_results", help="folder of the result stores (default: %(default)s)")
+    bdoc.add_argument("--cl-data", help="folder with the CL paper's sparsity*_noise*.npz (default: found nearby)")
+    bdoc.add_argument("--out", default="docs/RESULTS.md", help="default: %(default)s")
+
     from .report.cli import add_report_parser
 
     add_report_parser(sub, fmt)
@@ -908,6 +918,12 @@ def _cmd_bench(args, parser) -> int:
                            noises=args.noises, epochs=args.epochs, n_train=args.n_train, model=args.model)
         records = _bench_execute(args, grid)
         _bench_output(args, robust_report(records, title=f"Robust training: {grid.name}"), grid.name, records)
+        return 0
+    if args.bench == "docs":
+        from .bench.results_doc import write_results_doc
+
+        write_results_doc(args.out, args.results, args.cl_data)
+        print(f"Wrote {args.out}.")
         return 0
     if args.bench == "incv-theory":
         return _cmd_incv_theory(args)
