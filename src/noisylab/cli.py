@@ -405,16 +405,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _parse_classes(spec):
-    if spec is None:
-        return None
-    path = Path(spec)
-    if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    else:
-        names = [s.strip() for s in spec.split(",") if s.strip()]
-    if all(n.lstrip("-").isdigit() for n in names):
-        return np.asarray([int(n) for n in names])
-    return np.asarray(names)
+    from .io import parse_class_names
+
+    return parse_class_names(spec)
 
 
 def _cmd_find_issues(args) -> int:

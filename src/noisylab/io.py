@@ -29,7 +29,7 @@ import numpy as np
 from ._validation import NoisylabInputError
 
 __all__ = ["LabelData", "read_labels", "read_pred_probs", "read_pred_probs_dask", "encode_labels", "atomic_write",
-           "read_matrix"]
+           "read_matrix", "parse_class_names"]
 
 _HEADER_NAMES = ("label", "labels", "given_label", "noisy_label", "true_label", "y", "class", "target")
 _LABEL_KEYS = ("labels", "noisy_labels", "given_labels", "y")
@@ -272,3 +272,24 @@ def atomic_write(path, mode="w", durable=True, **kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def parse_class_names(spec):
+    """``--classes``: a file with one class name per line, or a comma-separated list; None passes.
+
+    Returns an int array when every name is an integer, else a str array (the column order of
+    ``pred_probs``).
+    """
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not names:
+        raise NoisylabInputError(f"--classes gave no class names: {spec!r}.")
+    if all(n.lstrip("-").isdigit() for n in names):
+        return np.asarray([int(n) for n in names])
+    return np.asarray(names)
+

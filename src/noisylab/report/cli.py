@@ -62,16 +62,9 @@ def add_report_parser(subparsers, formatter_class=argparse.RawDescriptionHelpFor
 
 
 def _parse_classes(spec):
-    if spec is None:
-        return None
-    path = Path(spec)
-    if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    else:
-        names = [s.strip() for s in spec.split(",") if s.strip()]
-    if all(n.lstrip("-").isdigit() for n in names):
-        return np.asarray([int(n) for n in names])
-    return np.asarray(names)
+    from ..io import parse_class_names
+
+    return parse_class_names(spec)
 
 
 def _read_true_labels(path):

@@ -39,47 +39,23 @@ import numpy as np
 import torch
 
 from .._validation import NoisylabInputError, check_option
+from ..dynamics import DYNAMICS_FORMAT_VERSION, MODES, read_dynamics, sidecar_path
 from ..io import atomic_write
 from .trainer import Callback, Trainer
 
 __all__ = ["DynamicsRecorder", "load_dynamics", "sidecar_path", "DYNAMICS_FORMAT_VERSION", "MODES"]
 
-DYNAMICS_FORMAT_VERSION = 1
-MODES = ("train_forward", "eval_pass")
-
-
-def sidecar_path(path) -> Path:
-    """``run.npy`` -> ``run.meta.npz``."""
-    p = Path(path)
-    return p.with_name(p.name[:-4] + ".meta.npz") if p.name.endswith(".npy") else p.with_name(p.name + ".meta.npz")
-
 
 def load_dynamics(path, mmap_mode: str = "r"):
-    """Open a recording: ``(logits, meta)``.
+    """Open a recording: ``(logits, meta)`` -- :func:`noisylab.dynamics.read_dynamics`.
 
     ``logits`` is the (n, E, K) float16 memmap; ``meta`` a dict with the sidecar fields (scalars as
     Python ``int``/``str``, arrays as numpy arrays).  Only ``logits[:, :meta["epochs_completed"]]``
     is meaningful.
+    The format is defined, and read without torch, in :mod:`noisylab.dynamics`: one reader for
+    both layers.
     """
-    p = Path(path)
-    side = sidecar_path(p)
-    if not p.exists() or not side.exists():
-        raise NoisylabInputError(f"Dynamics recording not found: need {p} and {side}.")
-    logits = np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
-    meta = {}
-    with np.load(side, allow_pickle=False) as z:
-        for k in z.files:
-            v = z[k]
-            if v.ndim == 0:
-                v = v.item()
-            meta[k] = v
-    if meta.get("format_version") != DYNAMICS_FORMAT_VERSION:
-        raise NoisylabInputError(f"{side}: unsupported dynamics format version {meta.get('format_version')!r}.")
-    expected = (len(meta["ids"]), meta["n_epochs"], meta["n_classes"])
-    if logits.shape != expected or logits.dtype != np.float16:
-        raise NoisylabInputError(f"{p}: expected float16 logits of shape {expected}; got {logits.dtype} "
-                                 f"{logits.shape}.")
-    return logits, meta
+    return read_dynamics(path, mmap_mode=mmap_mode)
 
 
 class DynamicsRecorder(Callback):
