@@ -174,17 +174,24 @@ def training_curves_figure(runs) -> bytes:
     """Test and noisy-validation accuracy per epoch; ``runs`` = [(name, epochs, val_acc, test_acc)]."""
     with _figure(10.0, 3.6, "add_training_curves") as (fig, box):
         ax_test, ax_val = fig.subplots(1, 2, sharey=True)
+        # up to 10 runs: the default cycle; more: 20 distinct colours, and dashes after 20
+        palette = [f"C{i}" for i in range(10)] if len(runs) <= 10 else \
+            [tuple(c) for c in require_matplotlib().colormaps["tab20"].colors]
         for i, (name, epochs, val, test) in enumerate(runs):
-            color = f"C{i % 10}"
-            ax_test.plot(epochs, test, color=color, marker="." if len(epochs) <= 40 else None, label=_short(name, 28))
-            ax_val.plot(epochs, val, color=color, marker="." if len(epochs) <= 40 else None, label=_short(name, 28))
+            color, style = palette[i % len(palette)], "-" if i < len(palette) else "--"
+            kw = dict(color=color, linestyle=style, marker="." if len(epochs) <= 40 else None, label=_short(name, 28))
+            ax_test.plot(epochs, test, **kw)
+            ax_val.plot(epochs, val, **kw)
         ax_test.set_title("test accuracy")
         ax_val.set_title("noisy-validation accuracy")
         for ax in (ax_test, ax_val):
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
         ax_test.set_ylabel("accuracy")
-        ax_test.legend(frameon=False)
+        if len(runs) <= 4:
+            ax_test.legend(frameon=False)
+        else:  # beside the plots, where it hides no curve
+            ax_val.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     return box["png"]
 
 
