@@ -59,6 +59,15 @@ def results_markdown(results_dir="bench_results", cl_data=None) -> str:
         out += [robust_report(robust, title="Results").replace("## Results", "", 1).strip(), ""]
     else:
         out += ["*Not run yet: `noisylab bench robust`.*", ""]
+    theory = results_dir / "incv_theory.md"
+    out += ["### INCV's understanding experiment (Verify_Theory)", "",
+            "Command: `noisylab bench incv-theory --dataset mnist1d --out bench_results/incv_theory.md` (the "
+            "formula columns are the INCV paper's, METHODS.md §2.1).", ""]
+    if theory.exists():
+        body = theory.read_text().strip().splitlines()
+        out += [line.replace("### ", "#### ") for line in body if not line.startswith("## ")] + [""]
+    else:
+        out += ["*Not run yet.*", ""]
     # 3. detectors
     det = _store_records(results_dir / "detectors.jsonl")
     out += ["## 3. Label-error detectors (CL, AUM, dynamics baselines, pretrained LSTM)", "",
