@@ -420,3 +420,35 @@ def test_probe_inconsistent_with_data_or_model(cls):
     with pytest.raises(NoisylabInputError, match="only 3 outputs"):
         Trainer(tiny, cfg, strategy=cls(Xp, np.where(yp == 2, 3, yp))).fit(X, y)
 
+
+
+def test_ieg_ce_rampup_scales_the_mixmatch_loss_linearly():
+    X, y, yt, Xp, yp = blobs(n=330)
+    x, yb = torch.from_numpy(X[:32]), torch.from_numpy(y[:32])
+
+    def xe_at(step, rampup):
+        s = IEG(Xp, yp, ce_factor=1.0, ce_rampup=rampup, use_ema=False)
+        s.setup(fake_trainer(tiny, lr=0.1, batch_size=32, seed=4))  # same weights and generator each time
+        s.total_steps_, s.step_ = 40, step
+        return float(s.train_step((x, yb, torch.arange(32)))["xe_loss"]), s.step_
+
+    full, _ = xe_at(0, 0.0)
+    assert full > 0
+    for step, factor in ((0, 0.0), (5, 0.25), (10, 0.5), (20, 1.0), (30, 1.0)):
+        got, after = xe_at(step, 0.5)  # ramp over 50% of 40 steps = 20 steps
+        assert got == pytest.approx(factor * full, rel=1e-6) and after == step + 1
+
+    # in a real run: factor 0 at the first step only, and the step counter is checkpointed
+    seen = []
+
+    class Spy(Callback):
+        def on_batch_end(self, trainer, batch, outputs):
+            seen.append(float(outputs["xe_loss"]))
+
+    X, y = X[:300], y[:300]  # 270 training rows after nothing held out, batch 32 -> 10 steps/epoch
+    ramp = Trainer(tiny, run_cfg(), strategy=IEG(Xp, yp, ce_factor=1.0, ce_rampup=0.5), callbacks=[Spy()]).fit(X, y)
+    assert ramp.strategy_.total_steps_ == 40 and len(seen) == 40
+    assert seen[0] == 0.0 and all(v > 0 for v in seen[1:])
+    assert ramp.strategy_.extra_state_dict()["step"] == 40
+    with pytest.raises(NoisylabInputError, match="ce_rampup"):
+        IEG(Xp, yp, ce_rampup=1.5)

@@ -95,6 +95,8 @@ class Protocol:
         α = 1 0.344); ``noisylab bench robust`` uses 2.
     ieg_use_ema : bool, default=True
         IEG predicts with the exponential moving average of its weights (decay 0.999).
+    ieg_ce_rampup : float, default=0.0
+        IEG's ramp-up of its MixMatch-style loss (fraction of the steps; 0 = the reference).
     ieg_ce_factor, ieg_consistency_factor : float, default=5, 20
         IEG's loss factors (its defaults, tuned for large BatchNorm networks; on small networks
         without BatchNorm they stall training at chance level -- measured on digits, see
@@ -119,6 +121,7 @@ class Protocol:
     coteaching_num_gradual: int = 10
     mentormix_alpha: Any = "table"
     ieg_use_ema: bool = True
+    ieg_ce_rampup: float = 0.0
     ieg_ce_factor: float = 5.0
     ieg_consistency_factor: float = 20.0
 
@@ -448,7 +451,8 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
             strat = L2R(data.X_probe, data.y_probe)
         else:
             strat = IEG(data.X_probe, data.y_probe, ce_factor=protocol.ieg_ce_factor,
-                        consistency_factor=protocol.ieg_consistency_factor, use_ema=protocol.ieg_use_ema)
+                        consistency_factor=protocol.ieg_consistency_factor, use_ema=protocol.ieg_use_ema,
+                        ce_rampup=protocol.ieg_ce_rampup)
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
         return _trainer_result(method, trainer, t0)
     raise AssertionError(method)  # pragma: no cover
