@@ -120,17 +120,14 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
     from importlib import resources
 
     from .harness import load_grid
-    from .robust import _split
+    from .robust import _seed_list, _split
 
     base = load_grid(resources.files("noisylab.bench").joinpath(DETECTORS_GRID).read_text() if grid is None else grid)
     protocol = dict(base.protocol)
     points = {k: list(v) for k, v in base.grid.items()}
     include = [dict(e) for e in base.include]
     if seeds is not None:
-        try:
-            seed_list = [int(s) for s in _split(seeds)]
-        except ValueError:
-            raise NoisylabInputError(f"seeds must be integers; got {seeds!r}.") from None
+        seed_list = _seed_list(seeds)
         for entry in [points] + include:
             if "seed" in entry:
                 entry["seed"] = seed_list

@@ -44,6 +44,13 @@ def _split(value):
     return items
 
 
+def _seed_list(seeds) -> list:
+    try:
+        return [int(s) for s in _split(seeds)]
+    except ValueError:
+        raise NoisylabInputError(f"seeds must be integers; got {seeds!r}.") from None
+
+
 def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=None, epochs=None, n_train=None,
                 model=None) -> Grid:
     """The benchmark grid (the shipped one, or ``grid``: a TOML path/text) with command-line overrides.
@@ -61,10 +68,7 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
     protocol = dict(base.protocol)
     points = {k: list(v) for k, v in base.grid.items()}
     if seeds is not None:
-        try:
-            points["seed"] = [int(s) for s in _split(seeds)]
-        except ValueError:
-            raise NoisylabInputError(f"seeds must be integers; got {seeds!r}.") from None
+        points["seed"] = _seed_list(seeds)
     if methods is not None:
         from ..torch.robust import METHODS as known  # needs torch, as running the grid does
 
