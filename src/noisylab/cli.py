@@ -1010,7 +1010,11 @@ def _cmd_detect(args) -> int:
                                      f"use one of lstm, {', '.join(DETECT_ON_RECORDING)}.")
         ids = meta["ids"]
     else:
-        from .torch.detect_eval import repair_and_retrain, remove_and_retrain, score_examples
+        from .torch.detect_eval import (
+            remove_and_retrain,
+            repair_and_retrain,
+            score_examples,
+        )
         from .torch.robust import Protocol, prepare_data
 
         data = prepare_data(args.dataset, args.noise, seed=args.seed, probe_per_class=0)

@@ -53,7 +53,7 @@ def _table(records, cells, methods, key, scale=1.0, digits=3, extra=None):
     for ds, noise in cells:
         rs = [r["result"] for r in records if r["spec"].get("dataset") == ds and r["spec"].get("noise") == noise]
         row = [str(ds), str(noise)]
-        for name, fn in (extra or {}).items():
+        for fn in (extra or {}).values():
             row.append(_fmt([fn(x) for x in rs], scale, digits))
         row += [_fmt([x.get(key.format(m=m)) for x in rs], scale, digits) for m in methods]
         lines.append("| " + " | ".join(row) + " |")

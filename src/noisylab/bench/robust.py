@@ -70,7 +70,9 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
     if seeds is not None:
         points["seed"] = _seed_list(seeds)
     if methods is not None:
-        from ..torch.robust import METHODS as known  # needs torch, as running the grid does
+        from ..torch.robust import (
+            METHODS as known,  # needs torch, as running the grid does
+        )
 
         ms = _split(methods)
         bad = [m for m in ms if m not in known]

@@ -88,6 +88,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import NoisylabInputError, check_option, warn_user
+from ..dynamics import label_probability_sequences
 from ..io import atomic_write
 
 __all__ = [
@@ -261,19 +262,15 @@ def label_probabilities(logits, labels, *, epochs_completed=None, block_rows=Non
         raise NoisylabInputError(f"labels must lie in 0..{K - 1} (logits have {K} outputs); got "
                                  f"{int(y.min())}..{int(y.max())}.")
     hi = E if epochs_completed is None else _check_int("epochs_completed", epochs_completed, 1, E)
-    bs = max(1, _BLOCK_BYTES // (4 * hi * K)) if block_rows is None else _check_int("block_rows", block_rows, 1)
-    out = np.empty((n, hi), dtype=np.float32)
-    for start in range(0, n, bs):
-        z = np.array(logits[start:start + bs, :hi], dtype=np.float32)
-        if not np.isfinite(z).all():
-            r, e, _ = np.argwhere(~np.isfinite(z))[0]
-            raise NoisylabInputError(f"logits contain a NaN or infinite value at row {start + int(r)}, epoch {int(e)} "
-                                     "(float16 overflow, or a row not visited in that epoch).")
-        yy = y[start:start + bs]
-        z -= z.max(axis=2, keepdims=True)
-        np.exp(z, out=z)
-        num = np.take_along_axis(z, np.broadcast_to(yy[:, None, None], (len(yy), hi, 1)), axis=2)[..., 0]
-        out[start:start + len(yy)] = num / z.sum(axis=2)
+    bs = None if block_rows is None else _check_int("block_rows", block_rows, 1)
+    # The block-wise softmax gather is noisylab.dynamics' (numpy, memmap-friendly); the detector
+    # only adds that every used epoch must be filled.
+    out = label_probability_sequences(logits, y, epochs_completed=hi, block_rows=bs)[:, :hi]
+    bad = ~np.isfinite(out)
+    if bad.any():
+        r, e = np.argwhere(bad)[0]
+        raise NoisylabInputError(f"logits contain a NaN or infinite value at row {int(r)}, epoch {int(e)} "
+                                 "(float16 overflow, or a row not visited in that epoch).")
     return out
 
 

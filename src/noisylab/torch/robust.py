@@ -407,7 +407,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         w = pruning_class_weights(data.y, keep, K)
         # CL + Co-teaching's forget rate is half the noise rate (METHODS.md §1.5); the noise rate is
         # CL's own estimate (the off-diagonal mass of the estimated joint), not the true one.
-        _py, nm, _inv, cj = estimate_py_and_noise_matrices_from_probabilities(data.y, probs)
+        _py, _nm, _inv, cj = estimate_py_and_noise_matrices_from_probabilities(data.y, probs)
         cj = np.asarray(cj, dtype=np.float64)  # calibrated confident joint (counts)
         est = float(1.0 - np.trace(cj) / cj.sum())
         tau = est / 2
