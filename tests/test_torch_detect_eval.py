@@ -23,13 +23,7 @@ TINY = {"model": "mlp", "model_kwargs": {"hidden": [16]}, "epochs": 6, "batch_si
         "probe_per_class": 5, "schedule": "constant"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine is shared: one intra-op thread avoids contention (restored afterwards)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -35,18 +35,11 @@ def synth(n, E=20, noise_rate=0.3, seed=0):
     return p, noisy
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny LSTMs gain nothing from intra-op threads, and on a busy shared machine 2 threads are ~10x slower
-    than 1; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def fitted(one_thread):
+def fitted(torch_one_thread):
     seqs, noisy = synth(400, seed=0)
     return train_detector(seqs, noisy, epochs=4, lr=1e-2, random_state=0)
 

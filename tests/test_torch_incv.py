@@ -51,13 +51,7 @@ class BNNet(nn.Module):
         return self.net(x)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~50x faster under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # see tests/conftest.py
 
 
 def states_equal(a, b):

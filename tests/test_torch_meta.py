@@ -25,13 +25,7 @@ from noisylab.torch.methods.meta import (
 from noisylab.torch.trainer import Callback, TrainConfig, Trainer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine is shared: one intra-op thread avoids contention (restored afterwards)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # see tests/conftest.py
 
 
 def states_equal(a, b):

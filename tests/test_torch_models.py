@@ -19,13 +19,7 @@ from noisylab.torch.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and robust on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # see tests/conftest.py
 
 
 # name -> (input_shape, feature_dim of the default architecture)

@@ -242,30 +242,18 @@ def label_probabilities(logits, labels, *, epochs_completed=None, block_rows=Non
     if isinstance(logits, (str, bytes, os.PathLike)):
         raise NoisylabInputError("logits must be an array of shape (n, E, K); got a path. "
                                  "Use detect_from_recording(path) or recorder.load_dynamics(path).")
-    if not isinstance(logits, np.ndarray):
-        logits = np.asarray(logits)
-    if logits.dtype.kind != "f":
-        raise NoisylabInputError(f"logits must be a float array (float16/32/64); got dtype {logits.dtype}.")
-    if logits.ndim != 3:
-        raise NoisylabInputError(f"logits must have shape (n_examples, n_epochs, n_classes); got shape {logits.shape}.")
-    n, E, K = logits.shape
-    if n == 0 or E == 0 or K < 2:
-        raise NoisylabInputError(f"logits must have n >= 1 rows, E >= 1 epochs and K >= 2 classes; got shape "
-                                 f"{logits.shape}.")
+    # Shapes, dtypes and labels are validated by noisylab.dynamics (one set of checks and messages).
     y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
+    if y.dtype.kind not in "iu":  # stricter than check_labels: detector targets come from recordings
         raise NoisylabInputError(f"labels must be a 1-D array of integer class indices; got dtype {y.dtype}, "
                                  f"shape {y.shape}.")
-    if y.shape[0] != n:
-        raise NoisylabInputError(f"labels has {y.shape[0]} entries but logits has {n} rows.")
-    if y.min() < 0 or y.max() >= K:
-        raise NoisylabInputError(f"labels must lie in 0..{K - 1} (logits have {K} outputs); got "
-                                 f"{int(y.min())}..{int(y.max())}.")
-    hi = E if epochs_completed is None else _check_int("epochs_completed", epochs_completed, 1, E)
-    bs = None if block_rows is None else _check_int("block_rows", block_rows, 1)
+    if epochs_completed is not None:
+        _check_int("epochs_completed", epochs_completed, 1)
+    hi = epochs_completed
     # The block-wise softmax gather is noisylab.dynamics' (numpy, memmap-friendly); the detector
     # only adds that every used epoch must be filled.
-    out = label_probability_sequences(logits, y, epochs_completed=hi, block_rows=bs)[:, :hi]
+    out = label_probability_sequences(logits, y, epochs_completed=hi, block_rows=block_rows)
+    out = out[:, :hi] if hi is not None else out
     bad = ~np.isfinite(out)
     if bad.any():
         r, e = np.argwhere(bad)[0]
