@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 import noisylab as nl
 from noisylab.detect._kernels import (
+    round_preserving_row_totals,
     round_preserving_sum,
     select_largest,
+    select_largest_per_column,
     select_smallest,
 )
 
@@ -100,6 +102,30 @@ def test_round_preserving_sum(values):
     r = round_preserving_sum(x)
     assert r.sum() == np.round(x.sum())
     assert np.all(np.abs(r - x) < 1.0 + 1e-9)
+
+
+@given(st.integers(0, 40), st.integers(1, 12), st.integers(0, 4), st.data())
+@settings(max_examples=200, deadline=None)
+def test_selection_per_column_equals_one_call_per_column(m, T, levels, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    # few distinct levels: many ties at the cut-offs
+    V = (rng.integers(0, levels + 1, (m, T)) / 3 if levels else rng.random((m, T))).astype(np.float32)
+    c = rng.integers(0, m + 3, T)
+    rows, cols = select_largest_per_column(V, c)
+    for t in range(T):
+        np.testing.assert_array_equal(np.sort(rows[cols == t]), np.sort(select_largest(V[:, t], int(c[t]))))
+
+
+@given(st.integers(1, 40), st.integers(0, 2), st.data())
+@settings(max_examples=200, deadline=None)
+def test_row_rounding_equals_the_one_dimensional_rule(K, kind, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    M = rng.random((K, K)) * rng.integers(1, 1000)
+    if kind == 1:
+        M = np.round(M * 2) / 2  # exact halves: ties in the rounding gaps
+    elif kind == 2:
+        M[:, : min(3, K)] = M[:, :1]  # equal entries in a row
+    np.testing.assert_array_equal(round_preserving_row_totals(M), np.vstack([round_preserving_sum(r) for r in M]))
 
 
 @pytest.mark.parametrize("filter_by", nl.FILTER_METHODS)

@@ -34,7 +34,7 @@ from functools import partial
 import numpy as np
 
 from .._chunks import as_chunked, concat
-from ._kernels import select_largest
+from ._kernels import select_largest_per_column
 
 #: Margins recorded per mispredicted row (its largest probabilities).
 TOP_MARGINS = 5
@@ -367,8 +367,8 @@ def _redo_by_gather(y, src, redo, cell_count, order_bounds, flagged):
     for (class_rows, cols), block in zip(requests, src.gather_many(requests)):  # (n_k, |js| + 1)
         k = cols[-1]
         mu = block[:, :-1] - block[:, -1:]
-        for t, j in enumerate(cols[:-1]):
-            flagged[class_rows[select_largest(mu[:, t], int(cell_count[k * K + j]))]] = True
+        rows, _ = select_largest_per_column(mu, cell_count[k * K + cols[:-1]])
+        flagged[class_rows[rows]] = True
 
 
 def _top_per_cell(cell, val, count):

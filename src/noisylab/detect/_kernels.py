@@ -50,6 +50,27 @@ def select_largest(values: np.ndarray, c: int) -> np.ndarray:
     return np.concatenate([strict, ties])
 
 
+def select_largest_per_column(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each column ``t`` of ``values`` (m, T), the rows of its ``counts[t]`` largest values.
+
+    The same set as :func:`select_largest` on every column (ties at the cut-off go to the lowest
+    rows), computed with one sort along the rows for all columns instead of one call per column.
+    Returns ``(rows, cols)`` of the selected entries (row-major order).
+    """
+    m, T = values.shape
+    c = np.minimum(np.asarray(counts, dtype=np.int64), m)
+    if m == 0 or T == 0 or not (c > 0).any():
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    cut = np.sort(values, axis=0)[np.minimum(m - c, m - 1), np.arange(T)]  # c-th largest (unused if c = 0)
+    strict = values > cut
+    need = c - strict.sum(axis=0)
+    tied = values == cut
+    take = strict | (tied & (np.cumsum(tied, axis=0) <= need))
+    take[:, c <= 0] = False
+    rows, cols = np.nonzero(take)
+    return rows, cols
+
+
 def select_smallest(values: np.ndarray, c: int) -> np.ndarray:
     """Positions of the ``c`` smallest values; ties at the cut-off go to the lowest positions."""
     n = values.shape[0]
@@ -94,4 +115,26 @@ def round_preserving_sum(x: np.ndarray) -> np.ndarray:
 
 
 def round_preserving_row_totals(M: np.ndarray) -> np.ndarray:
-    return np.vstack([round_preserving_sum(row) for row in M])
+    """:func:`round_preserving_sum` applied to every row of ``M`` (K, K), vectorised over the rows.
+
+    Row-wise reductions and ``np.argsort(..., axis=1)`` (default kind) treat each row exactly as the
+    one-dimensional calls do, so the result equals the per-row loop entry for entry (tested).
+    """
+    floats = np.asarray(M, dtype=np.float64)
+    if floats.ndim != 2:
+        raise ValueError(f"expected a 2-D array; got shape {floats.shape}")
+    rounded = floats.round()
+    target = np.sum(floats, axis=1).round()
+    K = floats.shape[1]
+    rank = np.arange(K)
+    while True:
+        diff = np.rint(target - np.sum(rounded, axis=1).round()).astype(np.int64)
+        rows = np.flatnonzero(diff)
+        if rows.size == 0:
+            break
+        d = diff[rows, None]
+        order = np.argsort(floats[rows] - rounded[rows], axis=1)  # default kind, as the 1-D version
+        # diff > 0: +1 at the diff largest gaps (order[::-1][:diff]); diff < 0: -1 at the -diff smallest
+        step = np.where(d > 0, (rank >= K - d).astype(np.int64), -(rank < -d).astype(np.int64))
+        rounded[rows[:, None], order] += step  # order is a permutation of each row: no repeated cell
+    return rounded.astype(np.int64)
