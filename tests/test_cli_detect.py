@@ -65,5 +65,16 @@ def test_train_detector_then_detect_on_a_dataset_with_retraining(tmp_path, capsy
     assert "remove 0.3: test accuracy" in out and float(out.split("auroc ")[1].split(",")[0]) > 0.8
     assert main(["train-detector", "--dataset", "gaussian", "--noise", "none", "--out", str(det)]) == 2
     assert "must synthesize some noise" in capsys.readouterr().err
+    # a margin detector from two noise draws; fine-tuning across features is refused
+    det_m = tmp_path / "det_m.pt"
+    assert main(["train-detector", "--dataset", "gaussian", "--noise", "symmetric:0.3,pair:0.3", "--feature", "margin",
+                 "--epochs", "5", "--detector-epochs", "2", "--out", str(det_m)]) == 0
+    assert "(margin)" in capsys.readouterr().out
+    m = NoiseDetector.load(det_m)
+    assert m.feature_ == "margin" and m.metadata_["noise"] == "symmetric:0.3,pair:0.3"
+    assert m.metadata_["n"] == 2 * loaded.metadata_["n"] and len(m.metadata_["noise_rate_realised"]) == 2
+    assert main(["train-detector", "--dataset", "gaussian", "--init", str(det), "--feature", "margin",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert "fine-tune on the same feature" in capsys.readouterr().err
     np.testing.assert_array_equal(NoiseDetector.load(det).score(np.full((2, 5), 0.5, np.float32)),
                                   loaded.score(np.full((2, 5), 0.5, np.float32)))

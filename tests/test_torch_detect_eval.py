@@ -10,7 +10,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from noisylab._validation import NoisylabInputError
-from noisylab.dynamics import confidence, forgetting_events
+from noisylab.dynamics import confidence, forgetting_events, margins
 from noisylab.torch import detect_eval as de
 from noisylab.torch import robust
 from noisylab.torch.data import load_gaussian_mixture
@@ -89,7 +89,7 @@ def test_every_method_finite_and_points_the_right_way(data, scored):
         assert auroc > 0.7, (m, auroc)  # higher = cleaner: a reversed score would be < 0.3
     # flag precision well above the 30% of random flags (AUM's 99th-percentile rule over-flags after
     # only 6 epochs: its threshold samples are not yet memorised)
-    for m, low in (("cl", 0.6), ("aum", 0.45), ("lstm", 0.6), ("combined", 0.6)):
+    for m, low in (("cl", 0.6), ("aum", 0.45), ("lstm", 0.6), ("lstm_margin", 0.6), ("combined", 0.6)):
         f = res[m].flagged
         assert f.dtype == bool and f.shape == noisy.shape and f.any() and noisy[f].mean() > low, m
     for m in ("margin", "confidence", "forgetting", "mean_loss"):
@@ -116,6 +116,12 @@ def test_scores_are_what_the_docs_say(data, scored):
     np.testing.assert_allclose(res["lstm"].label_quality, 1 - p)
     np.testing.assert_array_equal(res["lstm"].flagged, p > 0.5)
     np.testing.assert_array_equal(res["lstm"].extra["suggested_labels"], np.asarray(ev[:, -1], np.float32).argmax(1))
+    # lstm_margin: the shipped margin detector on the eval-pass logit margins
+    det_m = load_pretrained(feature="margin")
+    p_m = det_m.score(margins(ev, y))
+    np.testing.assert_allclose(res["lstm_margin"].label_quality, 1 - p_m)
+    np.testing.assert_array_equal(res["lstm_margin"].flagged, p_m > 0.5)
+    assert res["lstm_margin"].extra["detector_feature"] == "margin"
     # combined: mean of the rank-normalised cl and lstm qualities; flags the round(n * rho) lowest
     r = lambda q: (rankdata(q) - 1) / (n - 1)
     comb = res["combined"]

@@ -189,7 +189,8 @@ def test_save_load_round_trip(fitted, tmp_path, suffix):
     assert loaded.length_ == fitted.length_ and loaded.metadata_ == fitted.metadata_
     if suffix == ".pt":  # plain values and tensors only: a weights-only torch.load reads it
         raw = torch.load(path, weights_only=True)
-        assert raw["format_version"] == 1 and raw["config"] == {"length": 20, "hidden_size": 64, "num_layers": 2}
+        assert raw["format_version"] == 1 and raw["config"] == {"length": 20, "hidden_size": 64, "num_layers": 2,
+                                                   "feature": "label_probability"}
 
 
 class _Evil:
@@ -272,9 +273,64 @@ def test_load_pretrained(monkeypatch, tmp_path):
     if res.is_file():  # the shipped detector
         det = D.load_pretrained()
         assert det.metadata_["source"] == "mnist1d" and det.length_ == det.metadata_["length"]
-    monkeypatch.setattr(D, "_pretrained_resource", lambda: tmp_path / "missing.pt")
-    with pytest.raises(FileNotFoundError, match="train_pretrained"):
+    res_m = D._pretrained_resource("margin")
+    if res_m.is_file():  # the shipped margin detector
+        det = D.load_pretrained(feature="margin")
+        assert det.feature_ == "margin" and det.metadata_["noise"] == "symmetric:0.3,pair:0.3"
+        assert det.metadata_["recording"]["mode"] == "eval_pass" and det.length_ == 30
+    monkeypatch.setattr(D, "_pretrained_resource", lambda feature="label_probability": tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="python -m noisylab.torch.detector"):
         D.load_pretrained()
+    with pytest.raises(FileNotFoundError, match="--feature margin"):
+        D.load_pretrained(feature="margin")
+    with pytest.raises(NoisylabInputError, match="feature"):
+        D.load_pretrained(feature="logits")
+
+
+def test_margin_feature_sequences_and_detector(tmp_path):
+    from noisylab.dynamics import margins
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(40, 6, 4)).astype(np.float16)
+    y = rng.integers(0, 4, 40)
+    m = D.feature_sequences(logits, y, "margin")
+    z = logits.astype(np.float32)
+    other = np.where(np.eye(4, dtype=bool)[y][:, None, :], -np.inf, z).max(axis=2)
+    np.testing.assert_allclose(m, z[np.arange(40), :, y] - other, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(m, margins(logits, y))
+    np.testing.assert_array_equal(D.feature_sequences(logits, y), D.label_probabilities(logits, y))
+    assert D.feature_sequences(logits, y, "margin", epochs_completed=4).shape == (40, 4)
+    bad = logits.copy()
+    bad[5, 2, 1] = np.inf
+    with pytest.raises(NoisylabInputError, match="row 5, epoch 2"):
+        D.feature_sequences(bad, y, "margin")
+    with pytest.raises(NoisylabInputError, match="feature"):
+        D.feature_sequences(logits, y, "loss")
+    # a margin detector: saved and loaded with its feature; it computes margins from logits
+    flips = rng.random(40) < 0.4
+    det = D.NoiseDetector(epochs=2, feature="margin", random_state=0).fit(m, flips)
+    assert det.feature_ == "margin" and det.metadata_["feature"] == "margin"
+    np.testing.assert_array_equal(det.sequences_from_logits(logits, y), m)
+    path = det.save(tmp_path / "m.pt")
+    back = D.NoiseDetector.load(path)
+    assert back.feature_ == "margin" and "feature='margin'" in repr(back)
+    np.testing.assert_array_equal(back.score(m), det.score(m))
+    with pytest.raises(NoisylabInputError, match="fine-tune on the same feature"):
+        D.NoiseDetector(epochs=1, random_state=0).fit(m, flips, init=back)
+    with pytest.raises(NoisylabInputError, match="feature"):
+        D.NoiseDetector(feature="loss").fit(m, flips)
+
+
+def test_files_without_feature_read_as_label_probability(fitted, tmp_path):
+    path = fitted.save(tmp_path / "d.pt")
+    raw = torch.load(path, weights_only=True)
+    del raw["config"]["feature"]  # a file written before the option existed
+    torch.save(raw, tmp_path / "old.pt")
+    assert D.NoiseDetector.load(tmp_path / "old.pt").feature_ == "label_probability"
+    raw["config"]["feature"] = "loss"
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(NoisylabInputError, match="config feature"):
+        D.NoiseDetector.load(tmp_path / "bad.pt")
 
 
 # --------------------------------------------------------------------------------- recordings

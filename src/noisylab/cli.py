@@ -245,7 +245,7 @@ def _parser() -> argparse.ArgumentParser:
             noisylab detect --method lstm --dataset mnist1d --noise pair:0.4 --seed 1 --repair 0.2
         """))
     dt.add_argument("--method", required=True,
-                    help="aum, lstm, confidence, margin, forgetting, mean_loss, cl or combined")
+                    help="aum, lstm, lstm_margin, confidence, margin, forgetting, mean_loss, cl or combined")
     dt.add_argument("--dynamics", help="a DynamicsRecorder .npy recording (with its .meta.npz)")
     dt.add_argument("--dataset", help="data set name or path (runs the trainings the method needs)")
     dt.add_argument("--noise", help="synthesize noise on the data set's labels: KIND:RATE")
@@ -267,9 +267,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_examples("""
             noisylab train-detector --dataset mnist1d --noise symmetric:0.3 --out lstm_mnist1d.pt
             noisylab train-detector --dataset digits --noise pair:0.3 --init lstm_mnist1d.pt --out tuned.pt
+            noisylab train-detector --noise symmetric:0.3,pair:0.3 --feature margin --out lstm_margin.pt
         """))
     td.add_argument("--dataset", default="mnist1d", help="data set (default: %(default)s)")
-    td.add_argument("--noise", default="symmetric:0.3", help="KIND:RATE (default: %(default)s)")
+    td.add_argument("--noise", default="symmetric:0.3",
+                    help="KIND:RATE, or several comma-separated (one recorded training per noise draw; the detector "
+                         "learns from all) (default: %(default)s)")
+    td.add_argument("--feature", default="label_probability", choices=("label_probability", "margin"),
+                    help="detector input per epoch: p(given label) (the paper) or the logit margin (default: "
+                         "%(default)s)")
     td.add_argument("--model", default="auto", help="network whose dynamics are recorded (default: by input shape)")
     td.add_argument("--epochs", type=int, default=30, help="epochs of the recorded training (default: %(default)s)")
     td.add_argument("--lr", type=float, default=3e-3, help="Adam lr of the recorded training (default: %(default)s)")
@@ -1001,13 +1007,20 @@ def _cmd_detect(args) -> int:
             raise NoisylabInputError("--remove / --repair need --dataset (a recording has no inputs to retrain on).")
         _logits, meta = read_dynamics(args.dynamics)
         given, truth = meta["labels"], meta.get("is_noisy")
-        if method == "lstm":
+        if method in ("lstm", "lstm_margin"):
+            if method == "lstm_margin" and (detector is None or detector.feature_ != "margin"):
+                from .torch.detector import load_pretrained
+
+                if detector is not None:
+                    raise NoisylabInputError(f"--method lstm_margin needs a margin detector; {args.detector} reads "
+                                             f"{detector.feature_!r} (use --method lstm with it).")
+                detector = load_pretrained(feature="margin")
             quality = 1.0 - detect_from_recording(args.dynamics, detector)
         elif method in DETECT_ON_RECORDING:
             quality = dynamics_scores(args.dynamics, DETECT_ON_RECORDING[method])
         else:
             raise NoisylabInputError(f"--method {method} needs --dataset (it trains its own networks); on a recording "
-                                     f"use one of lstm, {', '.join(DETECT_ON_RECORDING)}.")
+                                     f"use one of lstm, lstm_margin, {', '.join(DETECT_ON_RECORDING)}.")
         ids = meta["ids"]
     else:
         from .torch.detect_eval import (
@@ -1072,24 +1085,38 @@ def _cmd_train_detector(args) -> int:
         from .torch.robust import parse_noise
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
-    kind, rate = parse_noise(args.noise)
-    if kind is None or rate == 0:
-        raise NoisylabInputError("--noise must synthesize some noise (the detector learns the flips), e.g. symmetric:0.3.")
+    noises = _csv_fields(args.noise)
+    parsed = [parse_noise(v) for v in noises]
+    if not parsed or any(kind is None or rate == 0 for kind, rate in parsed):
+        raise NoisylabInputError("--noise must synthesize some noise (the detector learns the flips), e.g. "
+                                 f"symmetric:0.3 or symmetric:0.3,pair:0.3; got {args.noise!r}.")
     if args.epochs < 2 or args.detector_epochs < 1:
         raise NoisylabInputError("--epochs must be >= 2 and --detector-epochs >= 1.")
     init = NoiseDetector.load(args.init) if args.init else None
+    if init is not None and init.feature_ != args.feature:
+        raise NoisylabInputError(f"--init reads feature {init.feature_!r}; --feature is {args.feature!r} "
+                                 "(fine-tune on the same feature).")
     ds = get_dataset(args.dataset, **({"random_state": args.seed} if args.dataset == "mnist1d" else {}))
-    nl = make_noise(kind, ds.y, rate, exact=True, random_state=args.seed)
     name = default_model_for(tuple(ds.X.shape[1:])) if args.model == "auto" else args.model
-    seqs, is_noisy = make_training_sequences(ds.X, nl.noisy_labels, nl.true_labels, model=name, epochs=args.epochs,
-                                             lr=args.lr, random_state=args.seed)
-    meta = {"source": args.dataset, "noise": args.noise, "noise_rate_realised": float(nl.noise_rate),
+    parts, flags, rates = [], [], []
+    for kind, rate in parsed:
+        nl = make_noise(kind, ds.y, rate, exact=True, random_state=args.seed)
+        s_, f_ = make_training_sequences(ds.X, nl.noisy_labels, nl.true_labels, model=name, epochs=args.epochs,
+                                         lr=args.lr, random_state=args.seed, feature=args.feature)
+        parts.append(s_)
+        flags.append(f_)
+        rates.append(float(nl.noise_rate))
+    seqs, is_noisy = np.concatenate(parts), np.concatenate(flags)
+    meta = {"source": args.dataset, "noise": ",".join(noises),
+            "noise_rate_realised": rates[0] if len(rates) == 1 else rates,
             "data_seed": args.seed, "recording": {"model": name, "epochs": args.epochs, "optimizer": "adam",
                                                   "lr": args.lr, "batch_size": 128, "mode": "eval_pass"}}
-    det = NoiseDetector(epochs=args.detector_epochs, random_state=args.seed).fit(seqs, is_noisy, init=init, metadata=meta)
+    det = NoiseDetector(epochs=args.detector_epochs, feature=args.feature, random_state=args.seed).fit(
+        seqs, is_noisy, init=init, metadata=meta)
     det.save(args.out)
-    print(f"Trained the LSTM detector on {len(seqs)} sequences of {args.epochs} epochs ({int(is_noisy.sum())} flipped); "
-          f"held-out AUROC {det.metadata_.get('val_auroc', float('nan')):.4f}. Saved {args.out}.")
+    print(f"Trained the LSTM detector ({args.feature}) on {len(seqs)} sequences of {args.epochs} epochs "
+          f"({int(is_noisy.sum())} flipped); held-out AUROC {det.metadata_.get('val_auroc', float('nan')):.4f}. "
+          f"Saved {args.out}.")
     return 0
 
 

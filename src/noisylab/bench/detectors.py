@@ -91,10 +91,12 @@ def detectors_report(records, title="Label-error detectors") -> str:
             v = [x.get(k) for x in rs if x.get(k) is not None]
             return float(np.mean(v)) if v else None
 
-        lstm, aum, cl = mean("auroc_lstm"), mean("auroc_aum"), mean("auroc_cl")
-        if lstm is not None and aum is not None and cl is not None:
-            checks.append(f"- {ds} {noise}: LSTM {lstm:.3f} vs AUM {aum:.3f} ({'≥' if lstm >= aum else '<'}) and "
-                          f"CL {cl:.3f} ({'≥' if lstm >= cl else '<'})")
+        aum, cl = mean("auroc_aum"), mean("auroc_cl")
+        for m, label in (("lstm", "LSTM"), ("lstm_margin", "LSTM (margin)")):
+            v = mean(f"auroc_{m}")
+            if v is not None and aum is not None and cl is not None:
+                checks.append(f"- {ds} {noise}: {label} {v:.3f} vs AUM {aum:.3f} ({'≥' if v >= aum else '<'}) and "
+                              f"CL {cl:.3f} ({'≥' if v >= cl else '<'})")
         if noise.endswith("0.4") and mean("baseline_acc") is not None:
             best = max(methods, key=lambda m: mean(f"auroc_{m}") or -1)
             acc = mean(f"retrain_acc_{best}")
@@ -104,9 +106,10 @@ def detectors_report(records, title="Label-error detectors") -> str:
     if checks:
         out += ["", "### Targets", ""] + checks
     out += ["", "### Protocol (recorded with every result)", "", protocol_lines(records)]
-    det = next((r["result"].get("detector") for r in records if r["result"].get("detector")), None)
-    if det:
-        out += ["", "LSTM detector: " + ", ".join(f"{k} {v}" for k, v in det.items())]
+    for key, label in (("detector", "LSTM detector"), ("detector_margin", "LSTM (margin) detector")):
+        det = next((r["result"].get(key) for r in records if r["result"].get(key)), None)
+        if det:
+            out += ["", f"{label}: " + ", ".join(f"{k} {v}" for k, v in det.items())]
     return "\n".join(out)
 
 

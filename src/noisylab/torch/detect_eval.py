@@ -26,6 +26,11 @@ Methods of :func:`score_examples` / :func:`score_many` (label quality: HIGHER = 
     :func:`~noisylab.torch.detector.load_pretrained`) on the eval-pass sequences ``p_e(ỹ)`` of the
     shared run (resampled to the detector's length); label quality = ``1 − p_noisy``; flags =
     ``p_noisy > 0.5`` (METHODS.md §8.4).
+``"lstm_margin"``
+    The same on the eval-pass **logit margins** ``z_ỹ − max_{j≠ỹ} z_j`` per epoch, with the shipped
+    margin detector (:func:`~noisylab.torch.detector.load_pretrained` ``(feature="margin")``, trained on
+    MNIST-1D symmetric 0.3 + pair 0.3 draws; an extension of the reference, whose detector reads
+    ``p_e(ỹ)`` only).  A ``detector`` argument whose ``feature_`` is ``"margin"`` replaces it.
 ``"combined"``
     The mean of the rank-normalised label qualities of ``"cl"`` and ``"lstm"``:
     ``(r_cl + r_lstm) / 2`` with ``r = (rank − 1) / (n − 1)`` (average ranks for ties), so both
@@ -38,7 +43,7 @@ ambiguous ones high-variability), so it cannot rank by itself.
 
 The shared run
 --------------
-``"margin"``, ``"forgetting"``, ``"confidence"``, ``"mean_loss"`` and ``"lstm"`` all read **one**
+``"margin"``, ``"forgetting"``, ``"confidence"``, ``"mean_loss"``, ``"lstm"`` and ``"lstm_margin"`` all read **one**
 standard (plain cross-entropy) training on the noisy labels, under ``protocol`` but with
 ``val_fraction=0`` (every example is a training row, so every example gets a score), recorded by two
 :class:`~noisylab.torch.recorder.DynamicsRecorder` callbacks in the same ``fit``: ``"train_forward"``
@@ -122,9 +127,9 @@ __all__ = [
 ]
 
 #: Every method :func:`score_examples` accepts.
-DETECTION_METHODS = ("cl", "aum", "margin", "confidence", "forgetting", "mean_loss", "lstm", "combined")
+DETECTION_METHODS = ("cl", "aum", "margin", "confidence", "forgetting", "mean_loss", "lstm", "lstm_margin", "combined")
 #: Methods scored from the one shared recorded training.
-SHARED_RUN_METHODS = ("margin", "confidence", "forgetting", "mean_loss", "lstm")
+SHARED_RUN_METHODS = ("margin", "confidence", "forgetting", "mean_loss", "lstm", "lstm_margin")
 
 
 @dataclass
@@ -337,6 +342,17 @@ def _load_detector(detector):
     return detector
 
 
+def _margin_detector(detector):
+    """``detector`` when it reads margins, else the shipped margin detector."""
+    from .detector import load_pretrained
+
+    if detector is not None:
+        det = _load_detector(detector)
+        if det.feature_ == "margin":
+            return det
+    return load_pretrained(feature="margin")
+
+
 def _shared_run(data, protocol, seed, folder: Path, measure_overhead: bool) -> dict:
     """Train once with both recorders; optionally the same training without them (timing only)."""
     from .recorder import DynamicsRecorder
@@ -362,11 +378,11 @@ def _shared_run(data, protocol, seed, folder: Path, measure_overhead: bool) -> d
 
 def _score_shared(data, methods, protocol, seed, detector, record_dir, measure_overhead) -> dict:
     from ..dynamics import aum_scores, confidence, forgetting_events, mean_loss
-    from .detector import label_probabilities
     from .recorder import load_dynamics
 
     n = len(data.y)
-    det = _load_detector(detector) if "lstm" in methods else None
+    dets = {"lstm": _load_detector(detector) if "lstm" in methods else None,
+            "lstm_margin": _margin_detector(detector) if "lstm_margin" in methods else None}
     with contextlib.ExitStack() as stack:
         if record_dir is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="noisylab-detect-")))
@@ -399,14 +415,15 @@ def _score_shared(data, methods, protocol, seed, detector, record_dir, measure_o
                 raw = confidence(z, meta["labels"], **kw)
             elif m == "mean_loss":
                 raw = -mean_loss(z, meta["labels"], **kw)
-            else:  # lstm
-                p_rows = det.score(label_probabilities(z, meta["labels"], **kw))
+            else:  # lstm, lstm_margin: the detector's own feature of the eval-pass logits
+                det = dets[m]
+                p_rows = det.score(det.sequences_from_logits(z, meta["labels"], **kw))
                 raw = 1.0 - p_rows
                 p_noisy = np.empty(n)
                 p_noisy[meta["ids"]] = p_rows
                 flags = p_noisy > 0.5
                 extra = {"p_noisy": p_noisy, "detector_length": int(det.length_),
-                         "recording_epochs": kw["epochs_completed"],
+                         "recording_epochs": kw["epochs_completed"], "detector_feature": det.feature_,
                          "detector_source": {k: det.metadata_.get(k) for k in ("source", "noise", "data_seed")}}
             quality = np.empty(n)
             quality[meta["ids"]] = raw
@@ -483,6 +500,8 @@ def score_many(data: ExperimentData, methods, protocol: Protocol | None = None, 
     needed = set(methods) | ({"cl", "lstm"} if "combined" in methods else set())
     if "lstm" in needed:
         detector = _load_detector(detector)  # fails before any training
+    if "lstm_margin" in needed:
+        _margin_detector(detector)
     done: dict[str, DetectionScores] = {}
     if "cl" in needed:
         done["cl"] = _score_cl(data, protocol, seed)
@@ -690,15 +709,22 @@ def run_detector_cell(spec: dict) -> dict:
 
     out: dict[str, Any] = {"methods": list(methods)}
     det = None
-    if "lstm" in methods or "combined" in methods:
-        det = _load_detector(None)
-        md = det.metadata_
-        out["detector"] = {k: md.get(k) for k in ("source", "noise", "data_seed", "n", "length", "val_auroc")}
-        overlap = dataset == "mnist1d" and md.get("source") == "mnist1d" and md.get("data_seed") == seed
-        out["detector_seed_overlap"] = bool(overlap)
-        if overlap:
+    overlap = False
+    for key, wanted in (("detector", {"lstm", "combined"}), ("detector_margin", {"lstm_margin"})):
+        if not wanted & set(methods):
+            continue
+        d = _load_detector(None) if key == "detector" else _margin_detector(None)
+        if key == "detector":
+            det = d
+        md = d.metadata_
+        out[key] = {k: md.get(k) for k in ("source", "noise", "data_seed", "n", "length", "val_auroc", "feature")}
+        hit = dataset == "mnist1d" and md.get("source") == "mnist1d" and md.get("data_seed") == seed
+        overlap = overlap or hit
+        if hit:
             warn_user(f"seed {seed} is the noise seed the shipped LSTM detector was trained with on MNIST-1D; its "
                       "AUROC may be in-sample (METHODS.md §8.6).  Use other seeds (1, 2, 3).")
+    if {"lstm", "combined", "lstm_margin"} & set(methods):
+        out["detector_seed_overlap"] = bool(overlap)
 
     data = robust.prepare_data(dataset, noise, seed=seed, probe_per_class=protocol.probe_per_class,
                                dataset_kwargs=dataset_kwargs)

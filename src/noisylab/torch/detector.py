@@ -51,6 +51,13 @@ Quirks reproduced / fixed / deviations (all documented parameters)
   does; held-out metrics are in ``metadata_``).
 * **Inputs**: the reference's TD are eval-mode probabilities of *augmented* views; the
   ``"eval_pass"`` recorder uses un-augmented inputs.
+* **Feature** (extension, ``feature="margin"``): the reference's detector reads only ``p_t(ỹ)``.
+  With ``feature="margin"`` it reads the per-epoch logit margin ``z_ỹ − max_{j≠ỹ} z_j`` instead (the
+  quantity AUM averages; :func:`noisylab.dynamics.margins`), which also sees *which other class*
+  competes -- the information that pair-flip noise leaves in the dynamics and ``p_t(ỹ)`` alone
+  does not carry (measured in ``bench_results/lstm_features.md``).  The default is the reference's
+  ``"label_probability"``.  A detector stores its feature; :meth:`NoiseDetector.sequences_from_logits`
+  and :func:`detect_from_recording` compute the right one.
 
 Files (:meth:`NoiseDetector.save` / :meth:`NoiseDetector.load`): no arbitrary pickles.  ``*.safetensors``
 (needs the optional ``safetensors`` package): the tensors plus a ``noisylab`` JSON metadata string.
@@ -59,15 +66,17 @@ tensors, read back with ``torch.load(weights_only=True)``::
 
     format          "noisylab.lstm_detector"
     format_version  1
-    config          {"length": int, "hidden_size": int, "num_layers": int}
+    config          {"length": int, "hidden_size": int, "num_layers": int[, "feature": str]}
+                    ("feature" absent = "label_probability", the files of earlier versions)
     metadata        JSON string (training provenance and held-out metrics)
     state_dict      {parameter name: float32 tensor}
 
 Loading checks the format name and version, the config, every parameter name, shape and dtype,
 and that all values are finite; anything else raises :class:`~noisylab._validation.NoisylabInputError`.
 
-The shipped detector (:func:`load_pretrained`) is produced by :func:`train_pretrained`, or
-``python -m noisylab.torch.detector``.
+Two detectors ship (:func:`load_pretrained`): ``feature="label_probability"`` (the reference's input;
+MNIST-1D, symmetric 0.3) and ``feature="margin"`` (MNIST-1D, symmetric 0.3 + pair 0.3).  Both are
+produced by :func:`train_pretrained` / ``noisylab train-detector`` (commands in :data:`PRETRAINED`).
 """
 from __future__ import annotations
 
@@ -102,6 +111,9 @@ __all__ = [
     "load_pretrained",
     "train_pretrained",
     "PRETRAINED_NAME",
+    "PRETRAINED",
+    "FEATURES",
+    "feature_sequences",
     "DETECTOR_FORMAT",
     "DETECTOR_FORMAT_VERSION",
 ]
@@ -109,8 +121,14 @@ __all__ = [
 DETECTOR_FORMAT = "noisylab.lstm_detector"
 DETECTOR_FORMAT_VERSION = 1
 PRETRAINED_NAME = "lstm_detector_mnist1d.pt"
-_PRETRAINED_COMMAND = "python -m noisylab.torch.detector  (= train_pretrained('src/noisylab/torch/pretrained/" \
-                      f"{PRETRAINED_NAME}'))"
+#: Input features of the detector: the reference's p_t(ỹ), or the per-epoch logit margin (extension).
+FEATURES = ("label_probability", "margin")
+#: The shipped detectors: feature -> (file in noisylab/torch/pretrained/, the command that rebuilds it).
+PRETRAINED = {
+    "label_probability": (PRETRAINED_NAME, "python -m noisylab.torch.detector"),
+    "margin": ("lstm_margin_detector_mnist1d.pt",
+               "python -m noisylab.torch.detector --feature margin --noise symmetric:0.3,pair:0.3"),
+}
 _SELECT_ON = ("auroc", "accuracy")
 _CLASS_WEIGHTS = ("balanced",)
 #: Rows per block when upcasting float16 logits (about 4 MiB of float32 work per block by default).
@@ -262,6 +280,39 @@ def label_probabilities(logits, labels, *, epochs_completed=None, block_rows=Non
     return out
 
 
+def feature_sequences(logits, labels, feature: str = "label_probability", *, epochs_completed=None,
+                      block_rows=None) -> np.ndarray:
+    """The detector's input sequences (n, E) of one ``feature`` (:data:`FEATURES`).
+
+    ``"label_probability"``: :func:`label_probabilities` (``p_t(ỹ)``, the reference's input).
+    ``"margin"``: the logit margin ``z_{t,ỹ} − max_{j≠ỹ} z_{t,j}`` per epoch
+    (:func:`noisylab.dynamics.margins`; AUM's per-epoch quantity).  Same arguments, checks and
+    block-wise reading as :func:`label_probabilities`; float32.
+    """
+    feature = check_option("feature", feature, FEATURES)
+    if feature == "label_probability":
+        return label_probabilities(logits, labels, epochs_completed=epochs_completed, block_rows=block_rows)
+    from ..dynamics import margins
+
+    if isinstance(logits, (str, bytes, os.PathLike)):
+        raise NoisylabInputError("logits must be an array of shape (n, E, K); got a path. "
+                                 "Use detect_from_recording(path) or recorder.load_dynamics(path).")
+    y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
+    if y.dtype.kind not in "iu":
+        raise NoisylabInputError(f"labels must be a 1-D array of integer class indices; got dtype {y.dtype}, "
+                                 f"shape {y.shape}.")
+    if epochs_completed is not None:
+        _check_int("epochs_completed", epochs_completed, 1)
+    out = margins(logits, y, epochs_completed=epochs_completed, block_rows=block_rows)
+    out = out[:, :epochs_completed] if epochs_completed is not None else out
+    bad = ~np.isfinite(out)
+    if bad.any():
+        r, e = np.argwhere(bad)[0]
+        raise NoisylabInputError(f"logits contain a NaN or infinite value at row {int(r)}, epoch {int(e)} "
+                                 "(float16 overflow, or a row not visited in that epoch).")
+    return out.astype(np.float32, copy=False)
+
+
 def resample_sequences(sequences, length: int) -> np.ndarray:
     """Linearly interpolate each row of ``sequences`` (n, E_in) to ``length`` time steps.
 
@@ -329,6 +380,10 @@ class NoiseDetector:
         None = plain CE (reference); "balanced" weights class c by ``n / (2 n_c)``.
     hidden_size, num_layers : int, default=64, 2
         LSTM size (reference: 64, 2).
+    feature : {"label_probability", "margin"}, default="label_probability"
+        What the sequences hold (:func:`feature_sequences`): ``p_t(ỹ)`` (reference) or the per-epoch
+        logit margin (extension).  Stored with the detector; it only labels the input of
+        :meth:`fit` / :meth:`score`, and tells :meth:`sequences_from_logits` what to compute.
     random_state : int or None, default=0
         Seeds the split, the initial weights and the batch order (None = fresh entropy, kept in
         ``seed_``).  The global torch RNG is left untouched.
@@ -363,7 +418,8 @@ class NoiseDetector:
     """
 
     def __init__(self, length=None, *, epochs=10, batch_size=64, lr=1e-3, weight_decay=0.01, val_fraction=0.1,
-                 select_on="auroc", class_weight=None, hidden_size=64, num_layers=2, random_state=0, device="cpu"):
+                 select_on="auroc", class_weight=None, hidden_size=64, num_layers=2, feature="label_probability",
+                 random_state=0, device="cpu"):
         self.length = length
         self.epochs = epochs
         self.batch_size = batch_size
@@ -374,6 +430,7 @@ class NoiseDetector:
         self.class_weight = class_weight
         self.hidden_size = hidden_size
         self.num_layers = num_layers
+        self.feature = feature
         self.random_state = random_state
         self.device = device
 
@@ -389,6 +446,7 @@ class NoiseDetector:
         _check_real("weight_decay", self.weight_decay, 0.0)
         _check_real("val_fraction", self.val_fraction, 0.0, 1.0, high_inclusive=False)
         check_option("select_on", self.select_on, _SELECT_ON)
+        check_option("feature", self.feature, FEATURES)
         if self.class_weight is not None:
             check_option("class_weight", self.class_weight, _CLASS_WEIGHTS)
         rs = self.random_state
@@ -451,6 +509,9 @@ class NoiseDetector:
             else:
                 raise NoisylabInputError(f"init must be a fitted NoiseDetector or an LSTMDetector; got "
                                          f"{type(init).__name__}.")
+            if isinstance(init, NoiseDetector) and init.feature_ != self.feature:
+                raise NoisylabInputError(f"init reads feature={init.feature_!r}; this detector has "
+                                         f"feature={self.feature!r} (fine-tune on the same feature).")
             if (init_module.hidden_size, init_module.num_layers) != (self.hidden_size, self.num_layers):
                 raise NoisylabInputError(
                     f"init has hidden_size={init_module.hidden_size}, num_layers={init_module.num_layers}; this "
@@ -529,6 +590,7 @@ class NoiseDetector:
         kept = history[best_epoch]
         self.module_ = module
         self.length_ = int(length)
+        self.feature_ = self.feature
         self.history_ = history
         self.seed_ = seed
         self.best_epoch_ = int(best_epoch)
@@ -541,7 +603,7 @@ class NoiseDetector:
             "epochs": int(self.epochs), "batch_size": int(self.batch_size), "lr": float(self.lr),
             "weight_decay": float(self.weight_decay), "val_fraction": float(self.val_fraction),
             "select_on": self.select_on, "class_weight": self.class_weight, "seed": seed,
-            "fine_tuned": init is not None,
+            "feature": self.feature, "fine_tuned": init is not None,
             "torch_version": torch.__version__,
         }
         if init is not None and isinstance(init, NoiseDetector):
@@ -571,6 +633,12 @@ class NoiseDetector:
         x = resample_sequences(_check_sequences(sequences), self.length_)
         return _predict(self.module_, x, torch.device("cpu"))
 
+    def sequences_from_logits(self, logits, labels, *, epochs_completed=None) -> np.ndarray:
+        """This detector's input sequences from recorded logits (n, E, K): :func:`feature_sequences`
+        with ``feature_`` (``p_t(ỹ)`` or the logit margin)."""
+        self._check_fitted()
+        return feature_sequences(logits, labels, self.feature_, epochs_completed=epochs_completed)
+
     def label_quality(self, sequences) -> np.ndarray:
         """``1 - score(sequences)``: HIGHER = label more likely CLEAN (noisylab's usual direction)."""
         return 1.0 - self.score(sequences)
@@ -578,7 +646,7 @@ class NoiseDetector:
     # -------------------------------------------------------------------------------- save/load
     def _config(self) -> dict:
         return {"length": int(self.length_), "hidden_size": int(self.module_.hidden_size),
-                "num_layers": int(self.module_.num_layers)}
+                "num_layers": int(self.module_.num_layers), "feature": str(self.feature_)}
 
     def save(self, path) -> Path:
         """Write the detector to ``path`` (atomically).  ``*.safetensors`` needs the ``safetensors``
@@ -644,9 +712,14 @@ class NoiseDetector:
         if missing:
             raise bad(f"missing field(s) {sorted(missing)}.")
         cfg = payload["config"]
-        if not isinstance(cfg, dict) or set(cfg) != {"length", "hidden_size", "num_layers"} or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in cfg.values()):
-            raise bad(f"config must be {{'length', 'hidden_size', 'num_layers'}} positive ints; got {cfg!r}.")
+        sizes = {"length", "hidden_size", "num_layers"}
+        if not isinstance(cfg, dict) or not sizes <= set(cfg) <= sizes | {"feature"} or not all(
+                isinstance(cfg[k], int) and not isinstance(cfg[k], bool) and cfg[k] >= 1 for k in sizes):
+            raise bad(f"config must be {{'length', 'hidden_size', 'num_layers'}} positive ints (and an optional "
+                      f"'feature'); got {cfg!r}.")
+        feature = cfg.get("feature", "label_probability")  # files without it predate the option
+        if feature not in FEATURES:
+            raise bad(f"config feature must be one of {list(FEATURES)}; got {feature!r}.")
         try:
             meta = json.loads(payload["metadata"])
             if not isinstance(meta, dict):
@@ -669,12 +742,13 @@ class NoiseDetector:
             if not torch.isfinite(got).all():
                 raise bad(f"parameter {k!r} holds NaN or infinite values.")
         module.load_state_dict(state)
-        det = cls(length=cfg["length"], hidden_size=cfg["hidden_size"], num_layers=cfg["num_layers"])
+        det = cls(length=cfg["length"], hidden_size=cfg["hidden_size"], num_layers=cfg["num_layers"], feature=feature)
         for key in ("epochs", "batch_size", "lr", "weight_decay", "val_fraction", "select_on", "class_weight"):
             if key in meta:
                 setattr(det, key, meta[key])
         det.module_ = module.eval()
         det.length_ = cfg["length"]
+        det.feature_ = feature
         det.metadata_ = meta
         det.history_ = []
         det.best_epoch_ = meta.get("best_epoch")
@@ -686,7 +760,8 @@ class NoiseDetector:
             return "NoiseDetector(unfitted)"
         m = self.metadata_
         auc = m.get("val_auroc")
-        return (f"NoiseDetector(length={self.length_}, trained on {m.get('source', '?')} "
+        feat = "" if self.feature_ == "label_probability" else f"feature={self.feature_!r}, "
+        return (f"NoiseDetector({feat}length={self.length_}, trained on {m.get('source', '?')} "
                 f"{m.get('noise', '')} n={m.get('n')}, held-out AUROC="
                 f"{'n/a' if auc is None else f'{auc:.3f}'})")
 
@@ -733,7 +808,7 @@ def _read_safetensors(path: Path) -> dict:
 
 def train_detector(sequences, is_noisy, *, length=None, epochs=10, batch_size=64, lr=1e-3, weight_decay=0.01,
                    val_fraction=0.1, select_on="auroc", class_weight=None, random_state=0, init=None,
-                   metadata=None, device="cpu") -> NoiseDetector:
+                   metadata=None, device="cpu", feature="label_probability") -> NoiseDetector:
     """Train an LSTM noise detector: ``NoiseDetector(...).fit(sequences, is_noisy, init=init, metadata=metadata)``.
 
     See :class:`NoiseDetector` for the parameters (``lr=1e-3`` is a documented deviation from the
@@ -742,7 +817,7 @@ def train_detector(sequences, is_noisy, *, length=None, epochs=10, batch_size=64
     """
     return NoiseDetector(length, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          val_fraction=val_fraction, select_on=select_on, class_weight=class_weight,
-                         random_state=random_state, device=device).fit(sequences, is_noisy, init=init,
+                         feature=feature, random_state=random_state, device=device).fit(sequences, is_noisy, init=init,
                                                                        metadata=metadata)
 
 
@@ -756,7 +831,7 @@ def detect_from_recording(path, detector: NoiseDetector | None = None) -> np.nda
         A ``.npy`` recording of :class:`~noisylab.torch.recorder.DynamicsRecorder` (``mode="eval_pass"``;
         a ``"train_forward"`` recording is scored with a warning, its rows may hold NaN).
     detector : NoiseDetector, optional
-        Default: :func:`load_pretrained`.
+        Default: :func:`load_pretrained` (``p_t(ỹ)``).  The sequences are the detector's ``feature_``.
 
     Returns
     -------
@@ -770,33 +845,41 @@ def detect_from_recording(path, detector: NoiseDetector | None = None) -> np.nda
     ec = int(meta["epochs_completed"])
     if ec < 1:
         raise NoisylabInputError(f"{path}: no completed epoch in the recording (epochs_completed=0).")
-    if meta.get("mode") != "eval_pass":
-        warn_user(f"{path} is a {meta.get('mode')!r} recording; the LSTM detector is trained on 'eval_pass' "
-                  "dynamics (eval-mode logits after each epoch).")
     det = load_pretrained() if detector is None else detector
     if not isinstance(det, NoiseDetector):
         raise NoisylabInputError(f"detector must be a NoiseDetector; got {type(det).__name__}.")
-    seqs = label_probabilities(logits, meta["labels"], epochs_completed=ec)
-    return det.score(seqs)
+    if meta.get("mode") != "eval_pass":
+        warn_user(f"{path} is a {meta.get('mode')!r} recording; the LSTM detector is trained on 'eval_pass' "
+                  "dynamics (eval-mode logits after each epoch).")
+    return det.score(det.sequences_from_logits(logits, meta["labels"], epochs_completed=ec))
 
 
-def _pretrained_resource():
-    return importlib.resources.files("noisylab.torch").joinpath("pretrained", PRETRAINED_NAME)
+def _pretrained_resource(feature="label_probability"):
+    return importlib.resources.files("noisylab.torch").joinpath("pretrained", PRETRAINED[feature][0])
 
 
-def load_pretrained() -> NoiseDetector:
-    """The detector shipped with noisylab: trained on MNIST-1D training dynamics (1-D CNN, 30 epochs,
-    symmetric noise 0.3; see ``metadata_`` and :func:`train_pretrained`).
+def load_pretrained(feature: str = "label_probability") -> NoiseDetector:
+    """A detector shipped with noisylab, trained on MNIST-1D training dynamics (1-D CNN, 30 epochs; see
+    ``metadata_`` and :func:`train_pretrained`).
+
+    Parameters
+    ----------
+    feature : {"label_probability", "margin"}, default="label_probability"
+        ``"label_probability"``: the reference's input ``p_t(ỹ)``, trained on symmetric noise 0.3.
+        ``"margin"``: the per-epoch logit margin, trained on symmetric 0.3 and pair 0.3 (two noise
+        draws of the same data).
 
     Raises
     ------
     FileNotFoundError
         The file has not been produced yet (the message gives the command that makes it).
     """
-    res = _pretrained_resource()
+    feature = check_option("feature", feature, FEATURES)
+    res = _pretrained_resource(feature)
     if not res.is_file():
-        raise FileNotFoundError(f"The pretrained detector {PRETRAINED_NAME} is not installed (looked in "
-                                f"noisylab/torch/pretrained/). Produce it with: {_PRETRAINED_COMMAND}")
+        name, cmd = PRETRAINED[feature]
+        raise FileNotFoundError(f"The pretrained detector {name} is not installed (looked in "
+                                f"noisylab/torch/pretrained/). Produce it with: {cmd}")
     with importlib.resources.as_file(res) as p:
         return NoiseDetector.load(p)
 
@@ -814,8 +897,8 @@ def _parse_noise(noise: str):
 
 def make_training_sequences(X, noisy_labels, true_labels=None, *, model="cnn1d", epochs=30, lr=3e-3,
                             optimizer="adam", batch_size=128, random_state=0, device="cpu", record_path=None,
-                            model_kwargs=None):
-    """Train a classifier on ``(X, noisy_labels)`` and return its per-epoch ``p_t(ỹ)`` sequences.
+                            model_kwargs=None, feature="label_probability"):
+    """Train a classifier on ``(X, noisy_labels)`` and return its per-epoch ``p_t(ỹ)`` (or margin) sequences.
 
     Uses noisylab's :class:`~noisylab.torch.trainer.Trainer` (plain CE, ``val_fraction=0``: every row is
     a training row) with :class:`~noisylab.torch.recorder.DynamicsRecorder` (``mode="eval_pass"``).
@@ -832,6 +915,8 @@ def make_training_sequences(X, noisy_labels, true_labels=None, *, model="cnn1d",
         The :class:`~noisylab.torch.trainer.TrainConfig` of the run (constant lr).
     record_path : str or Path, optional
         Keep the recording there (``.npy``); default: a temporary folder, deleted afterwards.
+    feature : {"label_probability", "margin"}, default="label_probability"
+        What the sequences hold (:func:`feature_sequences`).
 
     Returns
     -------
@@ -846,6 +931,7 @@ def make_training_sequences(X, noisy_labels, true_labels=None, *, model="cnn1d",
     from .recorder import DynamicsRecorder, load_dynamics
     from .trainer import TrainConfig, Trainer
 
+    feature = check_option("feature", feature, FEATURES)
     X = np.asarray(X, dtype=np.float32)
     n_classes = int(np.max(noisy_labels)) + 1
     if true_labels is not None:
@@ -860,7 +946,7 @@ def make_training_sequences(X, noisy_labels, true_labels=None, *, model="cnn1d",
         rec = DynamicsRecorder(record_path, mode="eval_pass", true_labels=true_labels)
         Trainer(build, cfg, callbacks=[rec]).fit(X, noisy_labels)
         logits, meta = load_dynamics(record_path)
-        seqs = label_probabilities(logits, meta["labels"], epochs_completed=int(meta["epochs_completed"]))
+        seqs = feature_sequences(logits, meta["labels"], feature, epochs_completed=int(meta["epochs_completed"]))
         ids = meta["ids"]
         is_noisy = meta.get("is_noisy")
         del logits
@@ -874,7 +960,8 @@ def make_training_sequences(X, noisy_labels, true_labels=None, *, model="cnn1d",
 
 
 def train_pretrained(out_path=None, *, n_train=4000, noise="symmetric:0.3", epochs_td=30, seed=0, model="cnn1d",
-                     lr_td=3e-3, batch_size_td=128, detector_kwargs=None, verbose=False) -> NoiseDetector:
+                     lr_td=3e-3, batch_size_td=128, detector_kwargs=None, feature="label_probability",
+                     verbose=False) -> NoiseDetector:
     """Produce the shipped detector end to end and save it to ``out_path``.
 
     MNIST-1D (:func:`~noisylab.torch.data.load_mnist1d`, ``n_train`` rows, ``random_state=seed``) ->
@@ -885,8 +972,13 @@ def train_pretrained(out_path=None, *, n_train=4000, noise="symmetric:0.3", epoc
     Parameters
     ----------
     out_path : str or Path, optional
-        Default: ``src/noisylab/torch/pretrained/lstm_detector_mnist1d.pt`` inside the package
-        folder (created if needed).  None of the other files are touched.
+        Default: the shipped file of ``feature`` (:data:`PRETRAINED`) inside the package folder
+        (created if needed).  None of the other files are touched.
+    noise : str or sequence of str, default="symmetric:0.3"
+        ``"kind:rate"``; several (a list or a comma-separated string) record one training per noise
+        draw of the same data (each with ``random_state=seed``) and train on all their sequences.
+    feature : {"label_probability", "margin"}, default="label_probability"
+        The detector's input (:func:`feature_sequences`).
 
     Returns
     -------
@@ -909,23 +1001,35 @@ def train_pretrained(out_path=None, *, n_train=4000, noise="symmetric:0.3", epoc
     from ..noise import make_noise
     from .data import load_mnist1d
 
-    kind, rate = _parse_noise(noise)
+    feature = check_option("feature", feature, FEATURES)
+    noises = [v.strip() for v in noise.split(",")] if isinstance(noise, str) else list(noise)
+    if not noises:
+        raise NoisylabInputError("noise must name at least one 'kind:rate'.")
+    parsed = [_parse_noise(v) for v in noises]
     t0 = time.perf_counter()
     ds = load_mnist1d(n_train=n_train, n_test=0, random_state=seed)
-    nl = make_noise(kind, ds.y, rate, exact=True, random_state=seed)
-    seqs, is_noisy = make_training_sequences(ds.X, nl.noisy_labels, nl.true_labels, model=model, epochs=epochs_td,
-                                             lr=lr_td, batch_size=batch_size_td, random_state=seed)
+    parts, flags, rates = [], [], []
+    for kind, rate in parsed:
+        nl = make_noise(kind, ds.y, rate, exact=True, random_state=seed)
+        s_, f_ = make_training_sequences(ds.X, nl.noisy_labels, nl.true_labels, model=model, epochs=epochs_td,
+                                         lr=lr_td, batch_size=batch_size_td, random_state=seed, feature=feature)
+        parts.append(s_)
+        flags.append(f_)
+        rates.append(float(nl.noise_rate))
+    seqs, is_noisy = np.concatenate(parts), np.concatenate(flags)
     t1 = time.perf_counter()
-    meta = {"source": "mnist1d", "noise": noise, "noise_rate_realised": float(nl.noise_rate), "data_seed": seed,
+    meta = {"source": "mnist1d", "noise": ",".join(noises),
+            "noise_rate_realised": rates[0] if len(rates) == 1 else rates, "data_seed": seed,
             "recording": {"model": model, "epochs": epochs_td, "optimizer": "adam", "lr": lr_td,
                           "batch_size": batch_size_td, "mode": "eval_pass"}}
-    det = train_detector(seqs, is_noisy, **{"random_state": seed, **(detector_kwargs or {})}, metadata=meta)
+    det = train_detector(seqs, is_noisy, **{"random_state": seed, "feature": feature, **(detector_kwargs or {})},
+                         metadata=meta)
     t2 = time.perf_counter()
     det.metadata_["seconds"] = {"dynamics": round(t1 - t0, 2), "detector": round(t2 - t1, 2)}
     if out_path is None:
         folder = Path(__file__).resolve().parent / "pretrained"
         folder.mkdir(exist_ok=True)
-        out_path = folder / PRETRAINED_NAME
+        out_path = folder / PRETRAINED[feature][0]
     det.save(out_path)
     if verbose:
         print(f"dynamics {t1 - t0:.1f} s, detector {t2 - t1:.1f} s; held-out AUROC {det.metadata_['val_auroc']:.4f}; "
@@ -937,11 +1041,13 @@ if __name__ == "__main__":  # pragma: no cover - produces the shipped file
     import argparse
 
     ap = argparse.ArgumentParser(description="Train the shipped LSTM noise detector on MNIST-1D dynamics.")
-    ap.add_argument("--out", default=None, help=f"output file (default: the package's pretrained/{PRETRAINED_NAME})")
+    ap.add_argument("--out", default=None, help="output file (default: the package's pretrained file of --feature)")
     ap.add_argument("--n-train", type=int, default=4000)
-    ap.add_argument("--noise", default="symmetric:0.3")
+    ap.add_argument("--noise", default="symmetric:0.3", help="KIND:RATE, or several comma-separated")
+    ap.add_argument("--feature", default="label_probability", choices=FEATURES)
     ap.add_argument("--epochs-td", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(1)  # tiny models: intra-op threads only add contention (measured, see train_pretrained)
-    train_pretrained(a.out, n_train=a.n_train, noise=a.noise, epochs_td=a.epochs_td, seed=a.seed, verbose=True)
+    train_pretrained(a.out, n_train=a.n_train, noise=a.noise, epochs_td=a.epochs_td, seed=a.seed, feature=a.feature,
+                     verbose=True)
