@@ -109,6 +109,7 @@ def detectors_report(records, title="Label-error detectors") -> str:
     for key, label in (("detector", "LSTM detector"), ("detector_margin", "LSTM (margin) detector")):
         det = next((r["result"].get(key) for r in records if r["result"].get(key)), None)
         if det:
+            det = {**det, "feature": det.get("feature") or "label_probability"}  # stores before the option
             out += ["", f"{label}: " + ", ".join(f"{k} {v}" for k, v in det.items())]
     return "\n".join(out)
 

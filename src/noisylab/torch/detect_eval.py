@@ -717,7 +717,8 @@ def run_detector_cell(spec: dict) -> dict:
         if key == "detector":
             det = d
         md = d.metadata_
-        out[key] = {k: md.get(k) for k in ("source", "noise", "data_seed", "n", "length", "val_auroc", "feature")}
+        out[key] = {**{k: md.get(k) for k in ("source", "noise", "data_seed", "n", "length", "val_auroc")},
+                    "feature": d.feature_}
         hit = dataset == "mnist1d" and md.get("source") == "mnist1d" and md.get("data_seed") == seed
         overlap = overlap or hit
         if hit:
