@@ -117,3 +117,14 @@ def test_run_one_spec_round_trip_and_checkpoint_resume(tmp_path, blobs):
 def test_methods_listed():
     for m in ("standard", "mixup", "coteaching", "incv", "cl_coteaching", "mentormix", "l2r", "ieg", "forward_cl"):
         assert m in METHODS
+
+
+def test_mentormix_protocol_overrides_reach_the_strategy(blobs):
+    d = prepare_data(blobs, "symmetric:0.5", seed=0, probe_per_class=0)
+    table = fit_method("mentormix", d, Protocol(**TINY), seed=0).extra["mentormix"]
+    assert table == {"alpha": 8.0, "percentile": 0.6, "second_reweight": True, "burn_in": 10}  # the 0.6 row
+    mm = fit_method("mentormix", d, Protocol(**{**TINY, "mentormix_alpha": 0.25, "mentormix_second_reweight": False}),
+                    seed=0).extra["mentormix"]
+    assert mm == {**table, "alpha": 0.25, "second_reweight": False}
+    with pytest.raises(NoisylabInputError, match="mentormix_second_reweight must be True, False or 'table'"):
+        fit_method("mentormix", d, Protocol(**{**TINY, "mentormix_second_reweight": "no"}), seed=0)
