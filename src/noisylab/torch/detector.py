@@ -257,10 +257,18 @@ def label_probabilities(logits, labels, *, epochs_completed=None, block_rows=Non
         Wrong shapes or dtypes, labels out of range, a label count that differs from ``n``, or a
         non-finite logit (float16 overflow, unvisited row) in the used epochs.
     """
+    return _sequences(logits, labels, "label_probability", epochs_completed, block_rows)
+
+
+def _sequences(logits, labels, feature, epochs_completed, block_rows) -> np.ndarray:
+    """Per-epoch ``feature`` of every row, read block-wise by :mod:`noisylab.dynamics` (which also
+    validates shapes, dtypes and labels); the detector adds the integer-label rule and that every
+    used epoch is filled."""
+    from ..dynamics import margins
+
     if isinstance(logits, (str, bytes, os.PathLike)):
         raise NoisylabInputError("logits must be an array of shape (n, E, K); got a path. "
                                  "Use detect_from_recording(path) or recorder.load_dynamics(path).")
-    # Shapes, dtypes and labels are validated by noisylab.dynamics (one set of checks and messages).
     y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
     if y.dtype.kind not in "iu":  # stricter than check_labels: detector targets come from recordings
         raise NoisylabInputError(f"labels must be a 1-D array of integer class indices; got dtype {y.dtype}, "
@@ -268,16 +276,15 @@ def label_probabilities(logits, labels, *, epochs_completed=None, block_rows=Non
     if epochs_completed is not None:
         _check_int("epochs_completed", epochs_completed, 1)
     hi = epochs_completed
-    # The block-wise softmax gather is noisylab.dynamics' (numpy, memmap-friendly); the detector
-    # only adds that every used epoch must be filled.
-    out = label_probability_sequences(logits, y, epochs_completed=hi, block_rows=block_rows)
+    fn = label_probability_sequences if feature == "label_probability" else margins
+    out = fn(logits, y, epochs_completed=hi, block_rows=block_rows)
     out = out[:, :hi] if hi is not None else out
     bad = ~np.isfinite(out)
     if bad.any():
         r, e = np.argwhere(bad)[0]
         raise NoisylabInputError(f"logits contain a NaN or infinite value at row {int(r)}, epoch {int(e)} "
                                  "(float16 overflow, or a row not visited in that epoch).")
-    return out
+    return out.astype(np.float32, copy=False)
 
 
 def feature_sequences(logits, labels, feature: str = "label_probability", *, epochs_completed=None,
@@ -290,27 +297,7 @@ def feature_sequences(logits, labels, feature: str = "label_probability", *, epo
     block-wise reading as :func:`label_probabilities`; float32.
     """
     feature = check_option("feature", feature, FEATURES)
-    if feature == "label_probability":
-        return label_probabilities(logits, labels, epochs_completed=epochs_completed, block_rows=block_rows)
-    from ..dynamics import margins
-
-    if isinstance(logits, (str, bytes, os.PathLike)):
-        raise NoisylabInputError("logits must be an array of shape (n, E, K); got a path. "
-                                 "Use detect_from_recording(path) or recorder.load_dynamics(path).")
-    y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
-    if y.dtype.kind not in "iu":
-        raise NoisylabInputError(f"labels must be a 1-D array of integer class indices; got dtype {y.dtype}, "
-                                 f"shape {y.shape}.")
-    if epochs_completed is not None:
-        _check_int("epochs_completed", epochs_completed, 1)
-    out = margins(logits, y, epochs_completed=epochs_completed, block_rows=block_rows)
-    out = out[:, :epochs_completed] if epochs_completed is not None else out
-    bad = ~np.isfinite(out)
-    if bad.any():
-        r, e = np.argwhere(bad)[0]
-        raise NoisylabInputError(f"logits contain a NaN or infinite value at row {int(r)}, epoch {int(e)} "
-                                 "(float16 overflow, or a row not visited in that epoch).")
-    return out.astype(np.float32, copy=False)
+    return _sequences(logits, labels, feature, epochs_completed, block_rows)
 
 
 def resample_sequences(sequences, length: int) -> np.ndarray:
