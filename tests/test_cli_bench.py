@@ -19,9 +19,10 @@ def test_shipped_grid_is_the_issue_grid():
     assert {r["noise"] for r in runs} == {"symmetric:0.2", "symmetric:0.5", "symmetric:0.8", "pair:0.4", "none"}
     assert {r["seed"] for r in runs} == {0, 1, 2}
     methods = {r["method"] for r in runs}
-    for m in ("standard", "coteaching", "incv", "cl_coteaching", "mentormix", "l2r", "ieg", "forward", "clean"):
+    for m in ("standard", "coteaching", "incv", "cl_coteaching", "mentormix", "l2r", "ieg",
+              "ieg_no_label_correction", "forward", "clean"):
         assert m in methods
-    assert len(runs) == 4 * 11 * 3 + 3
+    assert len(runs) == 4 * 12 * 3 + 3
     assert all(r["dataset"] == "mnist1d" and r["model"] == "cnn1d" for r in runs)
     small = robust_grid(seeds="4", methods="standard", noises="pair:0.4", epochs=3)
     assert [(r["method"], r["noise"], r["seed"], r["epochs"]) for r in small.runs()] == [

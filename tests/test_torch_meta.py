@@ -383,7 +383,7 @@ def test_l2r_bad_parameters(kw):
 
 @pytest.mark.parametrize("kw", [{"ce_factor": -1}, {"temperature": 0}, {"beta": 0}, {"meta_momentum": 1.0},
                                 {"grad_eps_init": 1.5}, {"use_ema": 1}, {"ema_decay": 1.0},
-                                {"strong_augment": "cutout"}])
+                                {"strong_augment": "cutout"}, {"label_correction": 1}])
 def test_ieg_bad_parameters(kw):
     with pytest.raises(NoisylabInputError):
         IEG(np.zeros((3, 2)), np.array([0, 1, 2]), **kw)
@@ -446,3 +446,28 @@ def test_ieg_ce_rampup_scales_the_mixmatch_loss_linearly():
     assert ramp.strategy_.extra_state_dict()["step"] == 40
     with pytest.raises(NoisylabInputError, match="ce_rampup"):
         IEG(Xp, yp, ce_rampup=1.5)
+
+
+def test_ieg_label_correction_off_keeps_every_label_in_l1():
+    X, y, yt, Xp, yp = blobs(n=330)
+    x, yb = torch.from_numpy(X[:32]), torch.from_numpy(y[:32])
+    got = {}
+    for lc in (True, False):
+        s = IEG(Xp, yp, ce_factor=0.0, consistency_factor=0.0, use_ema=False, label_correction=lc)
+        s.setup(fake_trainer(tiny, lr=0.1, batch_size=32, seed=4))  # same weights each time
+        meta = s.meta_step
+
+        def eps_all_zero(z, y, q, xp, yp, meta=meta):  # the meta step says: take every guess
+            w, e, gw, ge, ml = meta(z, y, q, xp, yp)
+            return w, torch.zeros_like(e), gw, ge, ml
+
+        s.meta_step = eps_all_zero
+        with torch.no_grad():
+            ce = float(F.cross_entropy(s.model(x), yb))
+        got[lc] = (s.train_step((x, yb, torch.arange(32))), ce)
+    (on, ce_on), (off, ce_off) = got[True], got[False]
+    assert ce_on == ce_off
+    assert float(off["l1"]) == pytest.approx(ce_off, rel=1e-6)  # L1 = plain CE on the noisy labels
+    assert float(on["l1"]) != pytest.approx(ce_on, rel=1e-3)    # L1 on the guesses
+    assert float(on["eps_one_fraction"]) == float(off["eps_one_fraction"]) == 0.0  # the meta ε* is still reported
+    assert float(on["l2"]) == pytest.approx(float(off["l2"]), rel=1e-6)

@@ -600,7 +600,7 @@ def _cmd_train(args) -> int:
     try:
         from .torch.data import get_dataset
         from .torch.models import default_model_for
-        from .torch.robust import METHODS, ExperimentData, Protocol, fit_method
+        from .torch.robust import METHODS, PROBE_METHODS, ExperimentData, Protocol, fit_method
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
     method = check_option("method", args.method, METHODS)
@@ -628,7 +628,7 @@ def _cmd_train(args) -> int:
     # are the data set's own labels, the noise-free ones when --noise or --labels replaced them).
     probe = np.zeros(y.shape[0], dtype=bool)
     clean = true if true is not None else y
-    if method in ("l2r", "ieg"):
+    if method in PROBE_METHODS:
         if args.probe_per_class < 1:
             raise NoisylabInputError(f"--method {method} needs --probe-per-class >= 1.")
         rng = np.random.default_rng(np.random.SeedSequence([args.seed, 0x9E0B]))

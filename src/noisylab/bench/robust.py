@@ -174,7 +174,7 @@ def robust_report(records, title="Robust training") -> str:
         s = _cells(noisy, "standard", noise)
         if not s:
             continue
-        for m in ("coteaching", "incv", "mentormix", "ieg"):
+        for m in ("coteaching", "incv", "mentormix", "ieg", "ieg_no_label_correction"):
             v = _cells(noisy, m, noise)
             if v:
                 d = 100 * (np.mean(v) - np.mean(s))
@@ -185,7 +185,7 @@ def robust_report(records, title="Robust training") -> str:
             checks.append(f"- {noise}: best method {best_m}: clean ceiling − best = {gap:.2f} points "
                           f"({'≤' if gap <= 5 else '>'} 5)")
     s8 = _cells(noisy, "standard", "symmetric:0.8")
-    for m in ("incv", "ieg"):
+    for m in ("incv", "ieg", "ieg_no_label_correction"):
         v = _cells(noisy, m, "symmetric:0.8")
         if s8 and v:
             checks.append(f"- symmetric:0.8: {m} − standard = {100 * (np.mean(v) - np.mean(s8)):+.2f} points")

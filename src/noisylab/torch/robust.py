@@ -11,8 +11,8 @@ Protocol (identical for every method, recorded with every number)
 * **Data**: the data set's fixed test split is the clean test set (a stratified ``test_size``
   split when there is none).  ``probe_per_class`` clean examples per class are held out of the
   training set *before* the noise is injected (IEG's protocol, METHODS.md §6.5) and removed for
-  every method, so all methods see the same noisy training set; only ``l2r`` and ``ieg`` use the
-  probe.
+  every method, so all methods see the same noisy training set; only ``l2r``, ``ieg`` and
+  ``ieg_no_label_correction`` use the probe.
 * **Noise**: ``noisylab.noise.make_noise(kind, y, rate, exact=True, random_state=seed)``:
   ``symmetric`` = flip to a *different* class with probability ``rate`` (INCV / Co-teaching's
   definition, METHODS.md §11.2), ``pair`` = ``y -> y + 1 mod K``.  ``exact=True`` makes the
@@ -53,7 +53,10 @@ __all__ = [
 METHODS = (
     "standard", "clean", "mixup", "bootstrap_soft", "bootstrap_hard", "forward", "forward_anchor", "forward_cl",
     "coteaching", "coteaching_plus", "incv", "cl_coteaching", "mentormix", "mentormix_percentile", "l2r", "ieg",
+    "ieg_no_label_correction",
 )
+#: Methods that train with the clean probe set.
+PROBE_METHODS = ("l2r", "ieg", "ieg_no_label_correction")
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Protocol:
     val_fraction : float, default=0.1
         Noisy validation split used to select the epoch.
     probe_per_class : int, default=10
-        Clean probe examples per class held out before noising (used by l2r / ieg only).
+        Clean probe examples per class held out before noising (used by :data:`PROBE_METHODS` only).
     cv_folds : int, default=4
         CL + Co-teaching's cross-validation folds.
     cl_filter : str, default="prune_by_noise_rate"
@@ -344,7 +347,10 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
     ----------
     method : str
         One of :data:`METHODS`.  ``clean`` trains plain cross-entropy on the TRUE labels (the
-        clean-label ceiling).
+        clean-label ceiling).  ``ieg_no_label_correction`` is IEG with ``label_correction=False``
+        (L1 keeps every given label; the meta step still weights L2): on MNIST-1D the paper's binary
+        label correction turns L1 into self-training on the model's own guesses, which collapse to
+        one class late in training (see :class:`~noisylab.torch.methods.IEG`).
     data : ExperimentData
         From :func:`prepare_data`.
     protocol : Protocol, optional
@@ -457,7 +463,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         strat = MentorMix(**{**d, "curriculum": curriculum})
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
         return _trainer_result(method, trainer, t0, {"mentormix": dict(d)})
-    if method in ("l2r", "ieg"):
+    if method in PROBE_METHODS:
         from .methods import IEG, L2R
 
         if len(data.y_probe) == 0:
@@ -467,7 +473,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         else:
             strat = IEG(data.X_probe, data.y_probe, ce_factor=protocol.ieg_ce_factor,
                         consistency_factor=protocol.ieg_consistency_factor, use_ema=protocol.ieg_use_ema,
-                        ce_rampup=protocol.ieg_ce_rampup)
+                        ce_rampup=protocol.ieg_ce_rampup, label_correction=method == "ieg")
         trainer = _fit(strat, data, protocol, seed, ckpt=sub("main"))
         return _trainer_result(method, trainer, t0)
     raise AssertionError(method)  # pragma: no cover
