@@ -93,8 +93,8 @@ def main(argv=None):
                         vals[name].append(auroc(flips, det.score(p if name.startswith("p ") else m)))
                 rows.append((ds_name, noise, vals))
                 print(ds_name, noise, {k: round(float(np.mean(v)), 4) for k, v in vals.items()}, flush=True)
-    lines = [f"AUROC against the true flips (mean over noise seeds {args.seeds}; detectors trained on MNIST-1D "
-             "noise seed 0, rate 0.3). Columns 3-6: LSTM detectors, input / training draws.", "",
+    lines = [(f"AUROC against the true flips (mean over noise seeds {args.seeds}; detectors trained on MNIST-1D "
+              "noise seed 0, rate 0.3). Columns 3-6: LSTM detectors, input / training draws."), "",
              "| data | noise | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for ds_name, noise, vals in rows:
         best = max(float(np.mean(v)) for v in vals.values())

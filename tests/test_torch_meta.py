@@ -449,7 +449,7 @@ def test_ieg_ce_rampup_scales_the_mixmatch_loss_linearly():
 
 
 def test_ieg_label_correction_off_keeps_every_label_in_l1():
-    X, y, yt, Xp, yp = blobs(n=330)
+    X, y, _yt, Xp, yp = blobs(n=330)
     x, yb = torch.from_numpy(X[:32]), torch.from_numpy(y[:32])
     got = {}
     for lc in (True, False):

@@ -600,7 +600,13 @@ def _cmd_train(args) -> int:
     try:
         from .torch.data import get_dataset
         from .torch.models import default_model_for
-        from .torch.robust import METHODS, PROBE_METHODS, ExperimentData, Protocol, fit_method
+        from .torch.robust import (
+            METHODS,
+            PROBE_METHODS,
+            ExperimentData,
+            Protocol,
+            fit_method,
+        )
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
     method = check_option("method", args.method, METHODS)
