@@ -271,13 +271,7 @@ class Report:
         estimated_noise_rate : float, optional
             E.g. ``ConfidentLearning.noise_rate_``.
         """
-        y = _labels(labels, "labels")
-        n = y.shape[0]
-        if n == 0:
-            raise NoisylabInputError("labels is empty; a report needs at least one example.")
-        K = _n_classes(y, n_classes, class_names)
-        y = _labels(y, "labels", K=K)
-        names = _names(class_names, K)
+        y, n, K, names = _labels_and_classes(labels, n_classes, class_names)
         t = None if true_labels is None else _labels(true_labels, "true_labels", n, K)
         flagged = None if is_issue is None else _mask(is_issue, "is_issue", n)
         counts = np.bincount(y, minlength=K)
@@ -372,13 +366,7 @@ class Report:
         class_names : sequence of str, optional
         n_classes : int, optional
         """
-        y = _labels(labels, "labels")
-        n = y.shape[0]
-        if n == 0:
-            raise NoisylabInputError("labels is empty; a report needs at least one example.")
-        K = _n_classes(y, n_classes, class_names)
-        y = _labels(y, "labels", K=K)
-        names = _names(class_names, K)
+        y, n, K, names = _labels_and_classes(labels, n_classes, class_names)
         q = _scores(label_quality, "label_quality", n)
         flagged = _mask(is_issue, "is_issue", n)
         t = None if true_labels is None else _labels(true_labels, "true_labels", n, K)
@@ -662,6 +650,16 @@ class Report:
 # ----------------------------------------------------------------------------------------
 # small formatting helpers
 # ----------------------------------------------------------------------------------------
+def _labels_and_classes(labels, n_classes, class_names):
+    """Validated labels of a report section: ``(y, n, K, class names)``; at least one example."""
+    y = _labels(labels, "labels")
+    n = y.shape[0]
+    if n == 0:
+        raise NoisylabInputError("labels is empty; a report needs at least one example.")
+    K = _n_classes(y, n_classes, class_names)
+    return _labels(y, "labels", K=K), n, K, _names(class_names, K)
+
+
 def _n_classes(y, n_classes, class_names) -> int:
     if n_classes is not None:
         if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
