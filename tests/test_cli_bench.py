@@ -22,11 +22,15 @@ def test_shipped_grid_is_the_issue_grid():
     for m in ("standard", "coteaching", "incv", "cl_coteaching", "mentormix", "l2r", "ieg",
               "ieg_no_label_correction", "forward", "clean"):
         assert m in methods
-    assert len(runs) == 4 * 12 * 3 + 3
+    assert len(runs) == 4 * 12 * 3 + 3 + 4 * 3  # + clean ceiling + clean_subset reference per noise
+    assert sum(r["method"] == "clean_subset" for r in runs) == 12
     assert all(r["dataset"] == "mnist1d" and r["model"] == "cnn1d" for r in runs)
     small = robust_grid(seeds="4", methods="standard", noises="pair:0.4", epochs=3)
     assert [(r["method"], r["noise"], r["seed"], r["epochs"]) for r in small.runs()] == [
         ("standard", "pair:0.4", 4, 3), ("clean", "none", 4, 3)]
+    named = robust_grid(seeds="4", methods="standard,clean_subset", noises="pair:0.4", epochs=3)
+    assert [(r["method"], r["noise"]) for r in named.runs()] == [
+        ("standard", "pair:0.4"), ("clean_subset", "pair:0.4"), ("clean", "none")]
 
 
 def test_bench_robust_runs_resumes_and_reports(tmp_path, capsys):
@@ -84,7 +88,11 @@ def test_robust_report_targets_and_published():
     recs = [rec("standard", "symmetric:0.5", s, a) for s, a in ((0, 0.60), (1, 0.62))]
     recs += [rec("coteaching", "symmetric:0.5", s, a, 2.0) for s, a in ((0, 0.70), (1, 0.66))]
     recs += [rec("clean", "none", s, a) for s, a in ((0, 0.90), (1, 0.92))]
+    recs += [rec("clean_subset", "symmetric:0.5", s, a) for s, a in ((0, 0.80), (1, 0.82))]
     md = robust_report(recs)
+    # the reference (reads the ground truth) is never "the best method"
+    assert "best method coteaching" in md and "clean_subset (perfect discarding of the flipped rows) = 81.00" in md
+    assert "10.00 below the ceiling; best − clean_subset = -13.00" in md and "`clean_subset` is a reference" in md
     assert "| standard | 61.00 ± 1.41 |" in md and "| coteaching | 68.00 ± 2.83 |" in md
     assert "coteaching − standard = +7.00 points (≥ 5)" in md
     assert "clean ceiling − best = 23.00 points (> 5)" in md

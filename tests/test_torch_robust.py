@@ -97,6 +97,26 @@ def test_clean_method_trains_on_true_labels(blobs):
     assert fit_method("clean", d, p, seed=0).test_acc > fit_method("standard", d, p, seed=0).test_acc - 0.02
 
 
+def test_clean_subset_trains_on_exactly_the_correctly_labelled_rows(blobs, monkeypatch):
+    import noisylab.torch.robust as R
+
+    d = prepare_data(blobs, "symmetric:0.4", seed=0, probe_per_class=0)
+    seen = {}
+    real_fit = R._fit
+
+    def spy(strategy, data, protocol, seed, X=None, y=None, **kw):
+        seen["X"], seen["y"] = X, y
+        return real_fit(strategy, data, protocol, seed, X=X, y=y, **kw)
+
+    monkeypatch.setattr(R, "_fit", spy)
+    res = fit_method("clean_subset", d, Protocol(**TINY), seed=0)
+    keep = d.y == d.y_true
+    assert 0 < keep.sum() < len(d.y) and res.extra["n_kept"] == int(keep.sum())
+    np.testing.assert_array_equal(seen["X"], d.X[keep])
+    np.testing.assert_array_equal(seen["y"], d.y_true[keep])  # given == true on these rows
+    assert res.test_acc > 0.5
+
+
 def test_run_one_spec_round_trip_and_checkpoint_resume(tmp_path, blobs):
     spec = {"dataset": "gaussian", "dataset_kwargs": {"n": 600, "n_classes": 3, "separation": 4.0},
             "noise": "pair:0.3", "method": "standard", "seed": 0, **TINY}

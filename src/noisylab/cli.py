@@ -206,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--noise", help="synthesize noise on the training labels: KIND:RATE")
     tr.add_argument("--train-mask", help="boolean .npy: train only on these examples")
     tr.add_argument("--method", default="standard",
-                    help="standard (cross-entropy), clean (cross-entropy on the true labels: the ceiling), mixup, "
+                    help="standard (cross-entropy), clean (cross-entropy on the true labels: the ceiling), clean_subset "
+                         "(cross-entropy on the correctly labelled rows only: the ceiling of sample selection; "
+                         "clean and clean_subset need the ground truth, i.e. --noise), mixup, "
                          "coteaching, coteaching_plus, incv, cl_coteaching (CL pruning + Co-teaching with class "
                          "weights), mentormix, mentormix_percentile, l2r, ieg (both with a clean probe), forward "
                          "(forward loss correction with the true noise matrix of --noise or --transition FILE), "

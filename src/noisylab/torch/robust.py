@@ -51,7 +51,7 @@ __all__ = [
 
 #: Every method name :func:`fit_method` accepts.
 METHODS = (
-    "standard", "clean", "mixup", "bootstrap_soft", "bootstrap_hard", "forward", "forward_anchor", "forward_cl",
+    "standard", "clean", "clean_subset", "mixup", "bootstrap_soft", "bootstrap_hard", "forward", "forward_anchor", "forward_cl",
     "coteaching", "coteaching_plus", "incv", "cl_coteaching", "mentormix", "mentormix_percentile", "l2r", "ieg",
     "ieg_no_label_correction",
 )
@@ -347,7 +347,11 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
     ----------
     method : str
         One of :data:`METHODS`.  ``clean`` trains plain cross-entropy on the TRUE labels (the
-        clean-label ceiling).  ``ieg_no_label_correction`` is IEG with ``label_correction=False``
+        clean-label ceiling).  ``clean_subset`` (a reference, not a method: it reads the ground
+        truth) trains plain cross-entropy on the rows whose given label is correct only, i.e. what a
+        perfect sample-selection method that discards every flipped row would keep: the ceiling of
+        Co-teaching, INCV and CL pruning at that noise level (its validation split is drawn from
+        those rows too).  ``ieg_no_label_correction`` is IEG with ``label_correction=False``
         (L1 keeps every given label; the meta step still weights L2): on MNIST-1D the paper's binary
         label correction turns L1 into self-training on the model's own guesses, which collapse to
         one class late in training (see :class:`~noisylab.torch.methods.IEG`).
@@ -373,6 +377,10 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
     if method in ("standard", "clean"):
         trainer = _fit(None, data, protocol, seed, y=data.y_true if method == "clean" else None, ckpt=sub("main"))
         return _trainer_result(method, trainer, t0)
+    if method == "clean_subset":
+        keep = data.y == data.y_true
+        trainer = _fit(None, data, protocol, seed, X=data.X[keep], y=data.y[keep], ckpt=sub("main"))
+        return _trainer_result(method, trainer, t0, {"n_kept": int(keep.sum())})
     if method == "mixup":
         from .methods import Mixup
 
