@@ -15,10 +15,14 @@ def test_shipped_detectors_grid():
     assert {(r["dataset"], r["model"]) for r in runs} == {("digits", "mlp"), ("mnist1d", "cnn1d")}
     assert {r["seed"] for r in runs} == {1, 2, 3}  # never the LSTM detector's training seed 0
     assert {r["noise"] for r in runs} == {"symmetric:0.2", "symmetric:0.4", "pair:0.4"}
-    assert all(r["retrain_fraction"] == "nominal" for r in runs)
-    small = detectors_grid(datasets="digits", seeds="2", noises="pair:0.4", retrain_fraction="none", epochs=5)
-    assert [(r["dataset"], r["seed"], r["noise"], r["epochs"], "retrain_fraction" in r) for r in small.runs()] == [
-        ("digits", 2, "pair:0.4", 5, False)]
+    assert all(r["retrain_fraction"] == "nominal" and r["repair_fraction"] == "nominal" for r in runs)
+    small = detectors_grid(datasets="digits", seeds="2", noises="pair:0.4", retrain_fraction="none", epochs=5,
+                           repair_fraction="0.25")
+    assert [(r["dataset"], r["seed"], r["noise"], r["epochs"], "retrain_fraction" in r, r["repair_fraction"])
+            for r in small.runs()] == [("digits", 2, "pair:0.4", 5, False, 0.25)]
+    assert "repair_fraction" not in detectors_grid(repair_fraction="none").runs()[0]
+    with pytest.raises(NoisylabInputError, match="repair fraction must be a number"):
+        detectors_grid(repair_fraction="half")
     with pytest.raises(NoisylabInputError, match="not in the grid"):
         detectors_grid(datasets="cifar")
     with pytest.raises(NoisylabInputError, match="unknown detector"):
@@ -26,22 +30,27 @@ def test_shipped_detectors_grid():
 
 
 def test_detectors_report_values_and_targets():
-    def rec(seed, ds, noise, au, base=None, ret=None):
+    def rec(seed, ds, noise, au, base=None, ret=None, rep=None):
         res = {"methods": ["cl", "aum", "lstm"], **{f"auroc_{m}": v for m, v in au.items()},
                **{f"ap_{m}": v - 0.01 for m, v in au.items()}, "overhead_pct": 12.0}
         if base is not None:
             res.update(baseline_acc=base, retrain={"fraction": 0.4}, **{f"retrain_acc_{m}": v for m, v in ret.items()})
+        if rep is not None:
+            res.update(repair={"fraction": 0.4}, **{f"repair_acc_{m}": v for m, v in rep.items()})
         return {"key": f"{seed}{ds}{noise}", "spec": {"bench": "detectors", "dataset": ds, "noise": noise, "seed": seed},
                 "result": res}
     recs = [rec(1, "digits", "symmetric:0.4", {"cl": 0.90, "aum": 0.92, "lstm": 0.95}, 0.80,
-                {"cl": 0.85, "aum": 0.84, "lstm": 0.86}),
+                {"cl": 0.85, "aum": 0.84, "lstm": 0.86}, {"cl": 0.83, "lstm": 0.79}),
             rec(2, "digits", "symmetric:0.4", {"cl": 0.92, "aum": 0.94, "lstm": 0.97}, 0.82,
-                {"cl": 0.85, "aum": 0.84, "lstm": 0.88})]
+                {"cl": 0.85, "aum": 0.84, "lstm": 0.88}, {"cl": 0.85, "lstm": 0.81})]
     md = detectors_report(recs)
     assert "| digits | symmetric:0.4 | 0.910 ± 0.014 | 0.930 ± 0.014 | 0.960 ± 0.014 |" in md
     assert "| digits | symmetric:0.4 | 81.00 ± 1.41 | 85.00 ± 0.00 | 84.00 ± 0.00 | 87.00 ± 1.41 |" in md
     assert "LSTM 0.960 vs AUM 0.930 (≥) and CL 0.910 (≥)" in md
     assert "best detector (lstm): 87.00% vs noisy 81.00% (beats)" in md
+    # label repair: AUM suggests no label, so its column is absent
+    assert "### Label repair" in md and "| digits | symmetric:0.4 | 81.00 ± 1.41 | 84.00 ± 1.41 | 80.00 ± 1.41 |" in md
+    assert "label repair with the best detector that suggests labels (lstm): 80.00% vs noisy 81.00% (does not beat)" in md
     assert "**12.0%**" in md
     with pytest.raises(NoisylabInputError, match="no detector results"):
         detectors_report([])
@@ -50,7 +59,7 @@ def test_detectors_report_values_and_targets():
 def test_bench_detectors_cli_tiny(tmp_path, capsys):
     store = tmp_path / "d.jsonl"
     assert main(["bench", "detectors", "--datasets", "digits", "--noises", "symmetric:0.3", "--seeds", "1",
-                 "--epochs", "3", "--methods", "confidence,lstm", "--retrain", "none", "--n-jobs", "1",
+                 "--epochs", "3", "--methods", "confidence,lstm", "--retrain", "none", "--repair", "none", "--n-jobs", "1",
                  "--store", str(store)]) == 0
     out = capsys.readouterr().out
     assert "| digits | symmetric:0.3 |" in out and "lstm" in out

@@ -79,6 +79,15 @@ def detectors_report(records, title="Label-error detectors") -> str:
                 "'noisy' = the same training on all noisy labels.", "",
                 _table(records, cells, methods, "retrain_acc_{m}", 100.0, 2,
                        extra={"noisy": lambda x: x.get("baseline_acc")})]
+    if any("repair" in r["result"] for r in records):
+        frac = {r["result"]["repair"].get("fraction") for r in records if "repair" in r["result"]}
+        rep = [m for m in methods if any(f"repair_acc_{m}" in r["result"] for r in records)]
+        out += ["", "### Label repair: test accuracy (%)", "",
+                f"Replace the labels of the lowest-quality fraction of the training set (fraction(s) "
+                f"{sorted(f for f in frac if f is not None)}) by the detector's suggested label (the argmax of the "
+                "cross-validated probabilities for cl and combined, of the recorded run's last epoch for the "
+                "dynamics detectors; AUM suggests none), retrain from scratch; 'noisy' as above.", "",
+                _table(records, cells, rep, "repair_acc_{m}", 100.0, 2, extra={"noisy": lambda x: x.get("baseline_acc")})]
     ov = [r["result"].get("overhead_pct") for r in records if r["result"].get("overhead_pct") is not None]
     if ov:
         out += ["", f"Recording the dynamics (both recorders) plus scoring added **{np.median(ov):.1f}%** (median; "
@@ -103,6 +112,13 @@ def detectors_report(records, title="Label-error detectors") -> str:
             if acc is not None:
                 checks.append(f"  - remove-and-retrain with the best detector ({best}): {100 * acc:.2f}% vs noisy "
                               f"{100 * mean('baseline_acc'):.2f}% ({'beats' if acc > mean('baseline_acc') else 'does not beat'})")
+            rep = [m for m in methods if mean(f"repair_acc_{m}") is not None]
+            if rep:
+                best_r = max(rep, key=lambda m: mean(f"auroc_{m}") or -1)
+                acc = mean(f"repair_acc_{best_r}")
+                checks.append(f"  - label repair with the best detector that suggests labels ({best_r}): {100 * acc:.2f}% "
+                              f"vs noisy {100 * mean('baseline_acc'):.2f}% "
+                              f"({'beats' if acc > mean('baseline_acc') else 'does not beat'})")
     if checks:
         out += ["", "### Targets", ""] + checks
     out += ["", "### Protocol (recorded with every result)", "", protocol_lines(records)]
@@ -115,11 +131,11 @@ def detectors_report(records, title="Label-error detectors") -> str:
 
 
 def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=None, methods=None,
-                   retrain_fraction=None, n_train=None):
+                   retrain_fraction=None, repair_fraction=None, n_train=None):
     """The detectors grid (shipped, or ``grid``) with command-line overrides (lists or comma strings).
 
-    ``retrain_fraction``: ``"none"`` drops remove-and-retrain; a number, ``"nominal"`` or ``"auto"``
-    replaces the grid's.
+    ``retrain_fraction`` / ``repair_fraction``: ``"none"`` drops remove-and-retrain / label repair;
+    a number, ``"nominal"`` or ``"auto"`` replaces the grid's.
     """
     from importlib import resources
 
@@ -160,17 +176,20 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
         if bad:
             raise NoisylabInputError(f"unknown detector(s) {bad}; known: {list(DETECTION_METHODS)}.")
         protocol["methods"] = ",".join(ms)
-    if retrain_fraction is not None:
-        if str(retrain_fraction).lower() == "none":
-            protocol.pop("retrain_fraction", None)
-        elif retrain_fraction in ("nominal", "auto"):
-            protocol["retrain_fraction"] = retrain_fraction
+    for field_name, value, what in (("retrain_fraction", retrain_fraction, "retrain"),
+                                    ("repair_fraction", repair_fraction, "repair")):
+        if value is None:
+            continue
+        if str(value).lower() == "none":
+            protocol.pop(field_name, None)
+        elif value in ("nominal", "auto"):
+            protocol[field_name] = value
         else:
             try:
-                protocol["retrain_fraction"] = float(retrain_fraction)
+                protocol[field_name] = float(value)
             except ValueError:
-                raise NoisylabInputError(f"retrain fraction must be a number, 'nominal', 'auto' or 'none'; got "
-                                         f"{retrain_fraction!r}.") from None
+                raise NoisylabInputError(f"{what} fraction must be a number, 'nominal', 'auto' or 'none'; got "
+                                         f"{value!r}.") from None
     if n_train is not None:
         protocol["n_train"] = int(n_train)
     doc = {"experiment": {**base.experiment, "runner": base.runner}, "protocol": protocol}
