@@ -24,13 +24,24 @@ def test_shipped_grid_is_the_issue_grid():
         assert m in methods
     assert len(runs) == 4 * 12 * 3 + 3 + 4 * 3  # + clean ceiling + clean_subset reference per noise
     assert sum(r["method"] == "clean_subset" for r in runs) == 12
+    incv = [r for r in runs if r["method"] == "incv"]  # METHODS.md §2.6 budgets, INCV's runs only
+    assert len(incv) == 12 and all((r["incv_epochs"], r["incv_coteaching_epochs"], r["incv_num_gradual"])
+                                   == (30, 80, 4) for r in incv)
+    assert all("incv_coteaching_epochs" not in r for r in runs if r["method"] != "incv")
     assert all(r["dataset"] == "mnist1d" and r["model"] == "cnn1d" for r in runs)
     small = robust_grid(seeds="4", methods="standard", noises="pair:0.4", epochs=3)
     assert [(r["method"], r["noise"], r["seed"], r["epochs"]) for r in small.runs()] == [
         ("standard", "pair:0.4", 4, 3), ("clean", "none", 4, 3)]
     named = robust_grid(seeds="4", methods="standard,clean_subset", noises="pair:0.4", epochs=3)
     assert [(r["method"], r["noise"]) for r in named.runs()] == [
-        ("standard", "pair:0.4"), ("clean_subset", "pair:0.4"), ("clean", "none")]
+        ("standard", "pair:0.4"), ("clean", "none"), ("clean_subset", "pair:0.4")]
+    # a per-noise entry is the one source of its method; --epochs replaces its own budgets
+    only = robust_grid(seeds="4", methods="incv", noises="pair:0.4", epochs=3).runs()
+    assert [(r["method"], r["epochs"], r["incv_epochs"], r.get("incv_coteaching_epochs")) for r in only] == [
+        ("incv", 3, 1, None), ("clean", 3, 1, None)]
+    full = robust_grid(seeds="4", methods="incv", noises="pair:0.4").runs()
+    assert [(r["method"], r["incv_epochs"], r.get("incv_coteaching_epochs")) for r in full] == [
+        ("incv", 30, 80), ("clean", 20, None)]
 
 
 def test_bench_robust_runs_resumes_and_reports(tmp_path, capsys):

@@ -97,6 +97,25 @@ def test_clean_method_trains_on_true_labels(blobs):
     assert fit_method("clean", d, p, seed=0).test_acc > fit_method("standard", d, p, seed=0).test_acc - 0.02
 
 
+def test_incv_protocol_budgets_reach_its_phases(blobs, monkeypatch):
+    import noisylab.torch.methods as M
+
+    seen = {}
+
+    class Spy(M.INCV):
+        def fit(self, *a, **k):
+            seen.update(select=self.select_config.epochs, coteach=self.coteach_config.epochs, tk=self.num_gradual)
+            return super().fit(*a, **k)
+
+    monkeypatch.setattr(M, "INCV", Spy)
+    d = prepare_data(blobs, "symmetric:0.3", seed=0, probe_per_class=0)
+    fit_method("incv", d, Protocol(**{**TINY, "incv_epochs": 2, "incv_coteaching_epochs": 3, "incv_num_gradual": 2}))
+    assert seen == {"select": 2, "coteach": 3, "tk": 2}
+    res = fit_method("incv", d, Protocol(**{**TINY, "incv_epochs": 2}))  # defaults: the protocol's epochs / T_k
+    assert seen == {"select": 2, "coteach": TINY["epochs"], "tk": Protocol().coteaching_num_gradual}
+    assert len(res.history) == TINY["epochs"]
+
+
 def test_clean_subset_trains_on_exactly_the_correctly_labelled_rows(blobs, monkeypatch):
     import noisylab.torch.robust as R
 

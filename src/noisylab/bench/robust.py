@@ -32,6 +32,11 @@ PUBLISHED_INCV_CIFAR10 = {
     "INCV": ("89.71 ± 0.18", "84.78 ± 0.33", "52.27 ± 3.50", "86.04 ± 0.54"),
 }
 NOISE_ORDER = ("symmetric:0.2", "symmetric:0.5", "symmetric:0.8", "pair:0.4")
+#: Row order of the report (the grid's order; per-noise include entries such as incv would
+#: otherwise come last); names not listed keep their order, before the references.
+METHOD_ORDER = ("standard", "mixup", "bootstrap_soft", "bootstrap_hard", "forward", "forward_anchor", "forward_cl",
+                "coteaching", "coteaching_plus", "incv", "cl_coteaching", "mentormix", "mentormix_percentile", "l2r",
+                "ieg", "ieg_no_label_correction", "clean_subset")
 #: Reference rows that read the ground truth (never "the best method").
 REFERENCES = ("clean", "clean_subset")
 
@@ -60,9 +65,10 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
     ``seeds`` / ``methods`` / ``noises``: lists (or comma-separated strings) replacing the grid's;
     ``epochs`` / ``n_train`` / ``model`` / ``dataset`` replace protocol fields (``dataset`` other
     than mnist1d drops the MNIST-1D sizes and picks the model by input shape unless ``model`` is
-    given).  The clean ceiling (the ``include`` runs) follows the seeds; the per-noise
-    ``clean_subset`` reference follows the seeds and noises, and is dropped when ``methods`` is
-    given without it.
+    given).  The clean ceiling (the ``include`` runs) follows the seeds; the per-noise include
+    entries (``incv`` with its own budgets, the ``clean_subset`` reference) follow the seeds and
+    noises, run when ``methods`` is not given or names them, and drop their epoch overrides when
+    ``epochs`` is given.
     """
     if grid is None:
         text = resources.files("noisylab.bench").joinpath(ROBUST_GRID).read_text()
@@ -73,6 +79,10 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
     points = {k: list(v) for k, v in base.grid.items()}
     if seeds is not None:
         points["seed"] = _seed_list(seeds)
+    # Methods whose runs come from per-noise [[include]] entries (their own protocol overrides,
+    # e.g. INCV's budgets, or the clean_subset reference): those entries are the one source of them.
+    per_noise = {e.get("method") for e in base.include if e.get("noise", "none") != "none"}
+    ms = None
     if methods is not None:
         from ..torch.robust import (
             METHODS as known,  # needs torch, as running the grid does
@@ -82,7 +92,7 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
         bad = [m for m in ms if m not in known]
         if bad:
             raise NoisylabInputError(f"unknown method(s) {bad}; known: {list(known)}.")
-        points["method"] = ms
+        points["method"] = [m for m in ms if m not in per_noise]
     if noises is not None:
         points["noise"] = _split(noises)
     if epochs is not None:
@@ -105,13 +115,18 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
         entry = dict(entry)
         if seeds is not None and "seed" in entry:
             entry["seed"] = points["seed"]
-        if entry.get("noise", "none") != "none":  # per-noise references (clean_subset)
-            if methods is not None and entry.get("method") not in points["method"]:
-                continue  # --methods names the rows wanted; a reference runs when named
+        if entry.get("noise", "none") != "none":  # per-noise entries (incv, clean_subset)
+            if ms is not None and entry.get("method") not in ms:
+                continue  # --methods names the rows wanted
             if noises is not None:
                 entry["noise"] = points["noise"]
+            if epochs is not None:  # the entry's own budgets give way to --epochs
+                for k in ("incv_epochs", "incv_coteaching_epochs", "incv_num_gradual"):
+                    entry.pop(k, None)
         include.append(entry)
-    doc = {"experiment": {**base.experiment, "runner": base.runner}, "protocol": protocol, "grid": points}
+    doc = {"experiment": {**base.experiment, "runner": base.runner}, "protocol": protocol}
+    if points.get("method", True):  # empty when --methods names per-noise methods only
+        doc["grid"] = points
     if include:
         doc["include"] = include
     if base.exclude:
@@ -146,6 +161,8 @@ def robust_report(records, title="Robust training") -> str:
     if not records:
         raise NoisylabInputError("no results to report yet.")
     methods = list(dict.fromkeys(r["spec"]["method"] for r in records if r["spec"].get("noise") != "none"))
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    methods.sort(key=lambda m: rank.get(m, len(rank) - 1.5))  # stable: unknown names keep their order
     noises = [n for n in NOISE_ORDER if any(r["spec"].get("noise") == n for r in records)]
     noises += [n for n in dict.fromkeys(r["spec"].get("noise") for r in records) if n not in noises and n != "none"]
     noisy = [r for r in records if r["spec"].get("noise") != "none"]

@@ -74,6 +74,14 @@ class Protocol:
         cross-validation; the Co-teaching phase of INCV).
     incv_epochs : int, default=30
         Epochs of each of INCV's 8 selection trainings (METHODS.md §2.6: 50 -> 30 on the CPU).
+    incv_coteaching_epochs : int or None, default=None
+        Epochs of INCV's Co-teaching phase on the selected set; None = ``epochs``.  METHODS.md
+        §2.6 scales the reference's 200 to 80.  An epoch there is one pass over S (about 45% of
+        the rows at symmetric 0.5), so twice the epochs gives INCV about the optimizer steps of
+        the other methods.
+    incv_num_gradual : int or None, default=None
+        T_k of INCV's Co-teaching phase; None = ``coteaching_num_gradual``.  §2.6: 10 of 200 -> 4
+        of 80.
     batch_size, optimizer, lr, weight_decay, schedule : training settings of every method.
     val_fraction : float, default=0.1
         Noisy validation split used to select the epoch.
@@ -119,6 +127,8 @@ class Protocol:
     model_kwargs: dict = field(default_factory=dict)
     epochs: int = 60
     incv_epochs: int = 30
+    incv_coteaching_epochs: int | None = None
+    incv_num_gradual: int | None = None
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -445,9 +455,10 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
 
         build = _model_factory(protocol, tuple(data.X.shape[1:]), K, seed)
         kind = "pair" if data.noise_kind == "pair" else "symmetric"
+        tk = protocol.coteaching_num_gradual if protocol.incv_num_gradual is None else protocol.incv_num_gradual
         incv = INCV(build, protocol.train_config(epochs=protocol.incv_epochs, val_fraction=0.0, seed=seed),
-                    protocol.train_config(seed=seed), kind=kind, num_gradual=protocol.coteaching_num_gradual,
-                    random_state=seed)
+                    protocol.train_config(epochs=protocol.incv_coteaching_epochs, seed=seed), kind=kind,
+                    num_gradual=tk, random_state=seed)
         incv.fit(data.X, data.y, data.X_test, data.y_test, true_labels=data.y_true)
         sel = incv.selection_
         extra = {"eval_ratio": float(sel.eval_ratio), "n_selected": int(sel.selected.sum()),
