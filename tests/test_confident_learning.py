@@ -128,6 +128,37 @@ def test_row_rounding_equals_the_one_dimensional_rule(K, kind, data):
     np.testing.assert_array_equal(round_preserving_row_totals(M), np.vstack([round_preserving_sum(r) for r in M]))
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "empty"])
+@pytest.mark.parametrize("idx_dtype", [np.int16, np.int64])
+def test_take_rows_equals_fancy_indexing(layout, idx_dtype):
+    from noisylab.detect._engine import take_rows
+
+    rng = np.random.default_rng(3)
+    A = rng.random((57, 11)).astype(np.float32)
+    A = {"C": A, "F": np.asfortranarray(A), "strided": A[::2, 1:], "empty": A[:0]}[layout]
+    cols = rng.integers(0, A.shape[1], A.shape[0]).astype(idx_dtype)
+    got = take_rows(A, cols)
+    np.testing.assert_array_equal(got, A[np.arange(A.shape[0]), cols])
+    assert got.dtype == A.dtype and got.shape == (A.shape[0],)
+
+
+@pytest.mark.parametrize("adjust", [False, True])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_margin_scores_of_any_memory_layout(adjust, order):
+    """The margin block writes -inf into its own C-ordered copy, never into the caller's array."""
+    y, P, _ = make_pred_probs(500, 6, dtype=np.float32, seed=2)
+    Q = np.asfortranarray(P) if order == "F" else P.copy()
+    before = Q.copy()
+    ref = nl.get_label_quality_scores(y, P, method="normalized_margin", adjust_pred_probs=adjust)
+    got = nl.get_label_quality_scores(y, Q, method="normalized_margin", adjust_pred_probs=adjust)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(Q, before)
+    sc = P[np.arange(len(y)), y]
+    other = np.where(np.arange(6) == y[:, None], -np.inf, P).max(axis=1)
+    if not adjust:
+        np.testing.assert_array_equal(ref, (sc - other + 1) / 2)
+
+
 @pytest.mark.parametrize("filter_by", nl.FILTER_METHODS)
 def test_permutation_equivariance(filter_by):
     y, P, _ = make_pred_probs(3000, 7, dtype=np.float64, seed=5)

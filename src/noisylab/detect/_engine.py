@@ -57,14 +57,30 @@ def _index_dtype(K):
     return np.int16 if K <= np.iinfo(np.int16).max else np.int32
 
 
+def take_rows(block, cols):
+    """``block[i, cols[i]]`` for every row ``i`` of a 2-D block.
+
+    A flat ``np.take`` on a C-contiguous block (2-3x faster than indexing with two integer arrays,
+    which goes through numpy's general advanced-indexing iterator); fancy indexing otherwise.
+    """
+    m, K = block.shape
+    if block.flags.c_contiguous:
+        return np.take(block.reshape(-1), flat_index(m, K, cols))
+    return block[np.arange(m), cols]
+
+
+def flat_index(m, K, cols):
+    """Flat positions ``i·K + cols[i]`` of one entry per row of a C-contiguous (m, K) block."""
+    return np.arange(0, m * K, K, dtype=np.intp) + cols
+
+
 # --------------------------------------------------------------------------- pass 1
 def _rows_block(start, block, yy, *, n_top):
     """Block function of pass 1; ``n_top`` = 0 records no margins."""
     m, K = block.shape
-    r = np.arange(m)
     am = block.argmax(axis=1)
-    own = block[r, yy]
-    pmax = block[r, am]
+    own = take_rows(block, yy)
+    pmax = take_rows(block, am)
     pred = am.astype(_index_dtype(K))
     if not n_top:
         return own, pred, pmax
@@ -156,7 +172,7 @@ def first_pass(y, P, scan, *, want_positive_margins=False, desc="pass 1/2: predi
 
 
 def _own_block(start, block, yy):
-    return block[np.arange(block.shape[0]), yy]
+    return take_rows(block, yy)
 
 
 def self_confidence_of(y, P, desc="self-confidence", scan=None):
@@ -164,7 +180,7 @@ def self_confidence_of(y, P, desc="self-confidence", scan=None):
     deferred value checks ``scan`` fused in, if given)."""
     src = as_chunked(P)
     if scan is None and src.kind == "numpy" and not src.is_memmap:
-        return src.P[np.arange(src.shape[0]), y]
+        return take_rows(src.P, y)
     sc, _ = run_checked(P, _own_block, partial(concat, dtype=src.dtype), y, scan=scan, desc=desc, memory_bound=True)
     return sc
 

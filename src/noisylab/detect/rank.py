@@ -17,7 +17,7 @@ from .._validation import (
     check_labels_and_pred_probs_deferred,
     check_option,
 )
-from ._engine import _own_block, run_checked, self_confidence_of
+from ._engine import _own_block, flat_index, run_checked, self_confidence_of, take_rows
 
 __all__ = [
     "RANKING_METHODS",
@@ -41,17 +41,17 @@ def _adjust_block(block, t):
 def _sc_block(start, block, yy, *, t=None):
     if t is not None:
         block = _adjust_block(block, t)
-    return block[np.arange(block.shape[0]), yy]
+    return take_rows(block, yy)
 
 
 def _margin_block(start, block, yy, *, t=None):
-    if t is not None:
-        block = _adjust_block(block, t)
-    else:
-        block = block.copy()
-    r = np.arange(block.shape[0])
-    sc = block[r, yy]
-    block[r, yy] = -np.inf
+    # a C-contiguous copy whose given-label entries become -inf (the adjusted block is a new array
+    # already, C-ordered unless the input was not)
+    block = np.ascontiguousarray(_adjust_block(block, t)) if t is not None else np.array(block, order="C")
+    flat = block.reshape(-1)
+    at = flat_index(block.shape[0], block.shape[1], yy)
+    sc = flat[at]
+    flat[at] = -np.inf
     return (sc - block.max(axis=1) + 1) / 2
 
 
@@ -59,7 +59,7 @@ def _entropy_block(start, block, yy):
     from scipy.special import xlogy  # lazy: keeps `import noisylab` light
 
     # xlogy's float32 loop is libm's logf, as in the reference; numpy's SIMD log differs in the last bit.
-    return -np.sum(xlogy(block, block), axis=1), block[np.arange(block.shape[0]), yy]
+    return -np.sum(xlogy(block, block), axis=1), take_rows(block, yy)
 
 
 def _combine_pairs(parts):
