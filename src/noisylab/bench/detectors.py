@@ -83,10 +83,10 @@ def detectors_report(records, title="Label-error detectors") -> str:
         frac = {r["result"]["repair"].get("fraction") for r in records if "repair" in r["result"]}
         rep = [m for m in methods if any(f"repair_acc_{m}" in r["result"] for r in records)]
         out += ["", "### Label repair: test accuracy (%)", "",
-                f"Replace the labels of the lowest-quality fraction of the training set (fraction(s) "
-                f"{sorted(f for f in frac if f is not None)}) by the detector's suggested label (the argmax of the "
-                "cross-validated probabilities for cl and combined, of the recorded run's last epoch for the "
-                "dynamics detectors; AUM suggests none), retrain from scratch; 'noisy' as above.", "",
+                (f"Replace the labels of the lowest-quality fraction of the training set (fraction(s) "
+                 f"{sorted(f for f in frac if f is not None)}) by the detector's suggested label (the argmax of the "
+                 "cross-validated probabilities for cl and combined, of the recorded run's last epoch for the "
+                 "dynamics detectors; AUM suggests none), retrain from scratch; 'noisy' as above."), "",
                 _table(records, cells, rep, "repair_acc_{m}", 100.0, 2, extra={"noisy": lambda x: x.get("baseline_acc")})]
     ov = [r["result"].get("overhead_pct") for r in records if r["result"].get("overhead_pct") is not None]
     if ov:

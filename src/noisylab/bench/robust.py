@@ -175,11 +175,11 @@ def robust_report(records, title="Robust training") -> str:
     out.append(results_table(noisy, rows=("method",), cols=("noise",), value="test_acc", scale=100.0,
                              row_order=methods, col_order=noises))
     if any(r["spec"].get("method") == "clean_subset" for r in noisy):
-        out += ["", "`clean_subset` is a reference, not a method: cross-entropy on the correctly labelled rows only "
-                    "(it reads the ground truth), i.e. what a sample-selection method that discards exactly the "
-                    "flipped rows would train on -- the ceiling of Co-teaching, INCV and CL pruning at that noise "
-                    "level.  Only methods that also learn from the flipped rows' inputs (mixing, "
-                    "pseudo-labels, a corrected loss) can go above it."]
+        out += ["", ("`clean_subset` is a reference, not a method: cross-entropy on the correctly labelled rows only "
+                     "(it reads the ground truth), i.e. what a sample-selection method that discards exactly the "
+                     "flipped rows would train on -- the ceiling of Co-teaching, INCV and CL pruning at that noise "
+                     "level.  Only methods that also learn from the flipped rows' inputs (mixing, "
+                     "pseudo-labels, a corrected loss) can go above it.")]
     clean = [r["result"]["test_acc"] for r in records if r["spec"].get("method") == "clean"]
     if clean:
         sd = f" ± {100 * np.std(clean, ddof=1):.2f}" if len(clean) > 1 else ""
