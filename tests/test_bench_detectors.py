@@ -69,6 +69,22 @@ def test_bench_detectors_cli_tiny(tmp_path, capsys):
     assert "AUROC of each detector" in capsys.readouterr().out
 
 
+def test_bench_docs_uses_the_current_grid_runs_only(tmp_path):
+    """A store keeps the records of earlier protocols; the page must not average them in."""
+    from noisylab.bench.results_doc import results_markdown
+    from noisylab.bench.robust import robust_grid
+
+    res = tmp_path / "bench_results"
+    res.mkdir()
+    store = ResultStore(res / "robust.jsonl")
+    spec = next(r for r in robust_grid().runs() if r["method"] == "standard" and r["noise"] == "symmetric:0.5")
+    store.append({"spec": spec, "result": {"test_acc": 0.6, "test_acc_last": 0.6, "seconds_per_epoch": 1.0}})
+    stale = {**spec, "epochs": spec["epochs"] + 1}  # another key, same cell
+    store.append({"spec": stale, "result": {"test_acc": 0.1, "test_acc_last": 0.1, "seconds_per_epoch": 1.0}})
+    md = results_markdown(res, cl_data=tmp_path / "absent")
+    assert "| standard | 60.00 |" in md and "10.00" not in md and "(n=2)" not in md
+
+
 def test_bench_docs_generates_results_md(tmp_path, capsys):
     import os
 

@@ -13,16 +13,25 @@ import platform
 from pathlib import Path
 
 from .._validation import NoisylabInputError
-from .harness import ResultStore
+from .harness import ResultStore, run_key
 
 __all__ = ["results_markdown"]
 
 
-def _store_records(path):
+def _store_records(path, grid=None):
+    """The store's latest record per key; with ``grid``, only the runs of that grid (a store keeps
+    the records of earlier protocols too, which must not be averaged with the current ones).  When
+    none of the grid's runs is stored yet, every record is used."""
     p = Path(path)
     if not p.exists():
         return []
-    return list(ResultStore(p).latest().values())
+    latest = ResultStore(p).latest()
+    if grid is not None:
+        keys = [run_key(spec) for spec in grid.runs()]
+        current = [latest[k] for k in keys if k in latest]
+        if current:
+            return current
+    return list(latest.values())
 
 
 def results_markdown(results_dir="bench_results", cl_data=None) -> str:
@@ -49,7 +58,9 @@ def results_markdown(results_dir="bench_results", cl_data=None) -> str:
     else:
         out += [results_table(bench_cl_cifar10(data, dtype="float32")), ""]
     # 2. robust training
-    robust = _store_records(results_dir / "robust.jsonl")
+    from .robust import robust_grid
+
+    robust = _store_records(results_dir / "robust.jsonl", robust_grid())
     out += ["## 2. Robust training on MNIST-1D (the INCV paper's settings)", "",
             "Command: `noisylab bench robust` (store `bench_results/robust.jsonl`; the grid and the protocol "
             "are in `src/noisylab/bench/grids/robust_mnist1d.toml`).", ""]
@@ -69,7 +80,9 @@ def results_markdown(results_dir="bench_results", cl_data=None) -> str:
     else:
         out += ["*Not run yet.*", ""]
     # 3. detectors
-    det = _store_records(results_dir / "detectors.jsonl")
+    from .detectors import detectors_grid
+
+    det = _store_records(results_dir / "detectors.jsonl", detectors_grid())
     out += ["## 3. Label-error detectors (CL, AUM, dynamics baselines, pretrained LSTM)", "",
             "Command: `noisylab bench detectors` (store `bench_results/detectors.jsonl`; grid in "
             "`src/noisylab/bench/grids/detectors.toml`). Published: the LSTM-detector repository and the AUM "
