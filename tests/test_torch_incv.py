@@ -28,7 +28,7 @@ from noisylab.torch.methods.incv import (
     selected_noise_rate,
     verify_theory,
 )
-from noisylab.torch.trainer import Callback, TrainConfig, Trainer
+from noisylab.torch.trainer import Callback, TrainConfig, Trainer, validation_split
 
 
 class MLP(nn.Module):
@@ -374,6 +374,24 @@ def test_incv_end_to_end():
     assert tr.best_epoch_ is not None and len(tr.history_) == 10
     assert (est.predict(Xt) == yt).mean() > 0.9
     assert est.predict_proba(Xt).shape == (300, 3)
+
+
+def test_incv_with_a_shared_validation_split():
+    X, y, y_true = blobs(n=400, seed=4)
+    val = validation_split(y, 0.1, 7)[1]
+    est = INCV(MLP, cfg(epochs=3), cfg(epochs=4, random_state=2), n_iter=2)
+    est.fit(X, y, true_labels=y_true, val_indices=val)
+    S, C = est.selected_indices_, est.candidate_indices_
+    assert len(S) and not np.intersect1d(np.concatenate([S, C]), val).size  # val rows never selected on
+    tr = est.trainer_
+    assert len(tr.val_indices_) == len(val) and len(tr.train_indices_) == len(S)  # trains on all of S
+    np.testing.assert_array_equal(tr.X_[tr.val_idx_t_].numpy(), X[val])  # validates on exactly those rows
+    np.testing.assert_array_equal(tr.y_[tr.val_idx_t_].numpy(), y[val])
+    assert tr.best_epoch_ is not None
+    with pytest.raises(NoisylabInputError, match="not both"):
+        INCV(MLP, cfg(epochs=1), cfg(epochs=1, val_fraction=0.2)).fit(X, y, val_indices=val)
+    with pytest.raises(NoisylabInputError, match="distinct row positions"):
+        INCV(MLP, cfg(epochs=1), cfg(epochs=1)).fit(X, y, val_indices=[0, 0, 5])
 
 
 def test_coteaching_defaults_follow_reference_ratios():

@@ -116,6 +116,34 @@ def test_incv_protocol_budgets_reach_its_phases(blobs, monkeypatch):
     assert len(res.history) == TINY["epochs"]
 
 
+def test_incv_shared_validation_uses_the_other_methods_split(blobs, monkeypatch):
+    import noisylab.torch.methods as M
+
+    d = prepare_data(blobs, "symmetric:0.3", seed=0, probe_per_class=0)
+    p = Protocol(**{**TINY, "incv_validation": "shared"})
+    std = fit_method("standard", d, p, seed=3)
+    got = {}
+
+    class Spy(M.INCV):
+        def fit(self, *a, **k):
+            super().fit(*a, **k)
+            got["val"], got["S"] = self.val_indices_, self.selected_indices_
+            return self
+
+    monkeypatch.setattr(M, "INCV", Spy)
+    res = fit_method("incv", d, p, seed=3)
+    from noisylab.torch.trainer import validation_split
+
+    val = validation_split(d.y, p.val_fraction, 3)[1]
+    np.testing.assert_array_equal(got["val"], val)  # the rows "standard" validated on
+    assert len(std.history) == len(res.history) and not np.isin(got["S"], val).any()
+    clean = d.y == d.y_true
+    pool = np.setdiff1d(np.arange(len(d.y)), val)
+    assert res.extra["selected_label_recall"] == pytest.approx(clean[got["S"]].sum() / clean[pool].sum())
+    with pytest.raises(NoisylabInputError, match="incv_validation"):
+        fit_method("incv", d, Protocol(**{**TINY, "incv_validation": "own"}), seed=3)
+
+
 def test_clean_subset_trains_on_exactly_the_correctly_labelled_rows(blobs, monkeypatch):
     import noisylab.torch.robust as R
 

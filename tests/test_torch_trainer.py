@@ -252,3 +252,21 @@ def test_bad_inputs():
         Trainer(TinyNet, cfg()).fit(X, y + 5)
     with pytest.raises(NoisylabInputError, match="not fitted"):
         Trainer(TinyNet, cfg()).predict_proba(X)
+
+
+def test_explicit_validation_rows_and_validation_split():
+    from noisylab.torch.trainer import validation_split
+
+    X, y, _ = make_data(n=200)
+    tr = Trainer(TinyNet, cfg(epochs=2, val_fraction=0.15, random_state=5)).fit(X, y)
+    np.testing.assert_array_equal(tr.val_indices_, validation_split(y, 0.15, 5)[1])  # the same draw
+    val = np.array([190, 3, 50, 7])
+    tr = Trainer(TinyNet, cfg(epochs=2, val_fraction=0.0)).fit(X, y, val_indices=val)
+    np.testing.assert_array_equal(tr.val_indices_, np.sort(val))
+    assert len(tr.train_indices_) == 196 and not np.isin(val, tr.train_indices_).any()
+    assert all("val_acc" in r for r in tr.history_)
+    with pytest.raises(NoisylabInputError, match="not both"):
+        Trainer(TinyNet, cfg(epochs=1)).fit(X, y, val_indices=val)
+    for bad in ([1, 1], [200], [-1], [0.5]):
+        with pytest.raises(NoisylabInputError, match="val_indices"):
+            Trainer(TinyNet, cfg(epochs=1, val_fraction=0.0)).fit(X, y, val_indices=bad)

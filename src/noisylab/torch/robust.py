@@ -82,6 +82,11 @@ class Protocol:
     incv_num_gradual : int or None, default=None
         T_k of INCV's Co-teaching phase; None = ``coteaching_num_gradual``.  §2.6: 10 of 200 -> 4
         of 80.
+    incv_validation : {"selected", "shared"}, default="selected"
+        Where INCV's Co-teaching epoch is selected.  "selected": on a ``val_fraction`` split of the
+        selected set S (S is mostly clean, easy rows, so this split favours INCV's own picks).
+        "shared": on the very rows the other methods validate on, held out of INCV's selection and
+        training too, so every method is chosen on the same noisy split.
     batch_size, optimizer, lr, weight_decay, schedule : training settings of every method.
     val_fraction : float, default=0.1
         Noisy validation split used to select the epoch.
@@ -129,6 +134,7 @@ class Protocol:
     incv_epochs: int = 30
     incv_coteaching_epochs: int | None = None
     incv_num_gradual: int | None = None
+    incv_validation: str = "selected"
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -455,17 +461,25 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
 
         build = _model_factory(protocol, tuple(data.X.shape[1:]), K, seed)
         kind = "pair" if data.noise_kind == "pair" else "symmetric"
+        from .trainer import validation_split
+
+        shared = check_option("incv_validation", protocol.incv_validation, ("selected", "shared")) == "shared"
         tk = protocol.coteaching_num_gradual if protocol.incv_num_gradual is None else protocol.incv_num_gradual
         incv = INCV(build, protocol.train_config(epochs=protocol.incv_epochs, val_fraction=0.0, seed=seed),
-                    protocol.train_config(epochs=protocol.incv_coteaching_epochs, seed=seed), kind=kind,
-                    num_gradual=tk, random_state=seed)
-        incv.fit(data.X, data.y, data.X_test, data.y_test, true_labels=data.y_true)
-        sel = incv.selection_
-        extra = {"eval_ratio": float(sel.eval_ratio), "n_selected": int(sel.selected.sum()),
-                 "selected_label_precision": float(np.mean(data.y[sel.selected] == data.y_true[sel.selected]))
-                 if sel.selected.any() else math.nan,
-                 "selected_label_recall": float(np.sum(sel.selected & (data.y == data.y_true))
-                                                / max(int(np.sum(data.y == data.y_true)), 1))}
+                    protocol.train_config(epochs=protocol.incv_coteaching_epochs, seed=seed,
+                                          val_fraction=0.0 if shared else None),
+                    kind=kind, num_gradual=tk, random_state=seed)
+        # "shared": the rows every other method's Trainer holds out (same y, fraction and seed)
+        val = validation_split(data.y, protocol.val_fraction, seed)[1] if shared else None
+        incv.fit(data.X, data.y, data.X_test, data.y_test, true_labels=data.y_true, val_indices=val)
+        S = incv.selected_indices_
+        pool = np.ones(len(data.y), dtype=bool)
+        if val is not None:
+            pool[val] = False
+        clean = data.y == data.y_true
+        extra = {"eval_ratio": float(incv.selection_.eval_ratio), "n_selected": int(len(S)),
+                 "selected_label_precision": float(np.mean(clean[S])) if len(S) else math.nan,
+                 "selected_label_recall": float(clean[S].sum() / max(int(clean[pool].sum()), 1))}
         return _trainer_result(method, incv.trainer_, t0, extra)
     if method in ("mentormix", "mentormix_percentile"):
         from .methods import MentorMix, mentormix_defaults

@@ -90,6 +90,7 @@ __all__ = [
     "lr_factor",
     "make_optimizer",
     "stratified_split",
+    "validation_split",
     "CHECKPOINT_NAME",
 ]
 
@@ -315,6 +316,13 @@ def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torc
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     raise NoisylabInputError(f"Unknown optimizer {config.optimizer!r}.")  # pragma: no cover
+
+
+def validation_split(y, val_fraction: float, random_state: int):
+    """``(train, val)`` row indices exactly as :meth:`Trainer.fit` splits ``y`` under an integer
+    ``random_state`` and ``val_fraction`` (for methods that must hold out the same rows before their
+    own pre-processing, e.g. INCV's selection)."""
+    return stratified_split(np.asarray(y), val_fraction, np.random.default_rng(_seeds(int(random_state), 5)[0]))
 
 
 def stratified_split(y: np.ndarray, val_fraction: float, rng: np.random.Generator):
@@ -592,12 +600,25 @@ class Trainer:
     def predict(self, X, which: str = "last") -> np.ndarray:
         return self.predict_proba(X, which).argmax(axis=1)
 
-    def fit(self, X, y, X_test=None, y_test=None) -> Trainer:
+    def fit(self, X, y, X_test=None, y_test=None, *, val_indices=None) -> Trainer:
         """Train on ``(X, y)`` (noisy labels); report test accuracy per epoch when a test set is given
-        (never used for selection).  Resumes from ``checkpoint_dir`` when a checkpoint exists."""
+        (never used for selection).  Resumes from ``checkpoint_dir`` when a checkpoint exists.
+
+        ``val_indices`` (optional, positions in ``X``): these rows are the validation split instead
+        of a ``val_fraction`` draw (which must then be 0); the other rows are trained on.
+        """
         cfg = self.config.validate()
         self.device_ = _resolve_device(cfg.device)
         X_np, y_np = self._check_xy(X, y, "X", "y")
+        if val_indices is not None:
+            v = np.asarray(val_indices)
+            if cfg.val_fraction:
+                raise NoisylabInputError(f"Give val_indices or val_fraction, not both (val_fraction={cfg.val_fraction}).")
+            if v.ndim != 1 or (v.size and (v.dtype.kind not in "iu" or v.min() < 0 or v.max() >= len(y_np))) \
+                    or len(np.unique(v)) != v.size:
+                raise NoisylabInputError(f"val_indices must be distinct row positions in 0..{len(y_np) - 1}; got "
+                                         f"dtype {v.dtype}, shape {v.shape}.")
+            val_indices = np.sort(v.astype(np.int64))
         has_test = X_test is not None or y_test is not None
         if has_test:
             if X_test is None or y_test is None:
@@ -610,7 +631,7 @@ class Trainer:
             if self.strategy is not None else "noisylab.torch.trainer.CrossEntropy"
         config_hash = hashlib.sha256((cfg.hash() + strategy_name + _strategy_params_digest(self.strategy))
                                      .encode()).hexdigest()
-        data_hash = self._data_hash(X_np, y_np, Xt_np.shape if has_test else None)
+        data_hash = self._data_hash(X_np, y_np, Xt_np.shape if has_test else None, val_indices)
 
         ckpt_path = ckpt = None
         if cfg.checkpoint_dir is not None:
@@ -639,7 +660,10 @@ class Trainer:
         self.seed_ = seed
         s_split, s_torch, s_shuffle, s_aug, s_np = _seeds(seed, 5)
 
-        train_idx, val_idx = stratified_split(y_np, cfg.val_fraction, np.random.default_rng(s_split))
+        if val_indices is None:
+            train_idx, val_idx = stratified_split(y_np, cfg.val_fraction, np.random.default_rng(s_split))
+        else:
+            train_idx, val_idx = np.setdiff1d(np.arange(len(y_np)), val_indices), val_indices
         if len(train_idx) == 0:
             raise NoisylabInputError("val_fraction leaves no training examples.")
         if cfg.drop_last and len(train_idx) < cfg.batch_size:
@@ -863,9 +887,11 @@ class Trainer:
         return Xt, y.astype(np.int64)
 
     @staticmethod
-    def _data_hash(X, y, test_shape):
+    def _data_hash(X, y, test_shape, val_indices=None):
         h = hashlib.sha256()
         h.update(repr((X.shape, test_shape)).encode())
+        if val_indices is not None:
+            h.update(b"val" + np.ascontiguousarray(val_indices, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(y).tobytes())
         # A cheap fingerprint of X: up to 4096 evenly spaced rows.
         rows = X[:: max(1, len(X) // 4096)]

@@ -703,6 +703,8 @@ class INCV:
     trainer_ : Trainer
         The Co-teaching trainer (``history_``, ``best_epoch_``, ``strategy_``).
     selected_indices_, candidate_indices_ : ndarray of int
+        Row positions in ``X`` (``selection_`` is over the rows outside ``val_indices``).
+    val_indices_ : ndarray of int or None
     """
 
     def __init__(self, model, select_config: TrainConfig, coteach_config: TrainConfig, n_iter: int = 4,
@@ -732,12 +734,32 @@ class INCV:
         self.random_state = random_state
         self.progress = progress
 
-    def fit(self, X, y, X_test=None, y_test=None, true_labels=None) -> INCV:
+    def fit(self, X, y, X_test=None, y_test=None, true_labels=None, val_indices=None) -> INCV:
         """Select on ``(X, y)`` then train Co-teaching on the selection; ``X_test``/``y_test`` only
-        give the trainer's per-epoch ``test_acc`` (never used for selection)."""
+        give the trainer's per-epoch ``test_acc`` (never used for selection).
+
+        ``val_indices`` (optional, row positions): a noisy validation split held out of everything
+        -- of the selection and of the Co-teaching training, whose epoch it then selects (with
+        ``coteach_config.val_fraction`` 0) -- e.g. the rows the other methods of a comparison
+        validate on (:func:`~noisylab.torch.trainer.validation_split`).  Without it the
+        Co-teaching training draws its ``val_fraction`` split from S.
+        """
         X, y, K = _check_X_y(X, y, self.n_classes)
-        sel = incv_select(X, y, self.model, self.select_config, n_iter=self.n_iter, kind=self.kind,
-                          estimate=self.estimate, n_classes=K, true_labels=true_labels,
+        if val_indices is None:
+            rows, val = np.arange(len(y)), None
+        else:
+            val = np.asarray(val_indices)
+            if val.ndim != 1 or (val.size and (val.dtype.kind not in "iu" or val.min() < 0 or val.max() >= len(y))) \
+                    or len(np.unique(val)) != val.size:
+                raise NoisylabInputError(f"val_indices must be distinct row positions in 0..{len(y) - 1}; got dtype "
+                                         f"{val.dtype}, shape {val.shape}.")
+            if self.coteach_config.val_fraction:
+                raise NoisylabInputError("Give val_indices or coteach_config.val_fraction, not both.")
+            val = np.sort(val.astype(np.int64))
+            rows = np.setdiff1d(np.arange(len(y)), val)
+        truth = None if true_labels is None else np.asarray(true_labels)[rows]
+        sel = incv_select(X[rows], y[rows], self.model, self.select_config, n_iter=self.n_iter, kind=self.kind,
+                          estimate=self.estimate, n_classes=K, true_labels=truth,
                           random_state=self.random_state, progress=self.progress)
         self.selection_ = sel
         eps = sel.eval_ratio
@@ -745,16 +767,19 @@ class INCV:
         warm, tk = incv_coteaching_defaults(eps, self.coteach_config.epochs, self.kind)
         self.warmup_epochs_ = warm if self.warmup_epochs is None else int(self.warmup_epochs)
         self.num_gradual_ = tk if self.num_gradual is None else int(self.num_gradual)
-        self.selected_indices_ = np.flatnonzero(sel.selected)
-        self.candidate_indices_ = np.flatnonzero(sel.candidates)
+        self.selected_indices_ = rows[sel.selected]
+        self.candidate_indices_ = rows[sel.candidates]
+        self.val_indices_ = val
         if len(self.selected_indices_) == 0:
             raise NoisylabInputError("INCV selected no example; nothing to train Co-teaching on.")
         strat = INCVCoTeaching(self.eps_selected_, X[self.candidate_indices_], y[self.candidate_indices_],
                                num_gradual=self.num_gradual_, warmup_epochs=self.warmup_epochs_,
                                cand_batch_max=self.cand_batch_max, predict_with=self.predict_with)
         cfg = dataclasses.replace(self.coteach_config, progress=self.coteach_config.progress or self.progress)
+        fit_rows = self.selected_indices_ if val is None else np.concatenate([self.selected_indices_, val])
         self.trainer_ = Trainer(self.model, cfg, strategy=strat).fit(
-            X[self.selected_indices_], y[self.selected_indices_], X_test, y_test)
+            X[fit_rows], y[fit_rows], X_test, y_test,
+            val_indices=None if val is None else np.arange(len(self.selected_indices_), len(fit_rows)))
         return self
 
     def predict_proba(self, X, which: str = "last") -> np.ndarray:
