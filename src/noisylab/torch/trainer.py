@@ -318,6 +318,16 @@ def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torc
     raise NoisylabInputError(f"Unknown optimizer {config.optimizer!r}.")  # pragma: no cover
 
 
+def check_val_indices(val_indices, n: int) -> np.ndarray:
+    """Validated, sorted int64 copy of explicit validation row positions (distinct, in ``0..n-1``)."""
+    v = np.asarray(val_indices)
+    if v.ndim != 1 or (v.size and (v.dtype.kind not in "iu" or v.min() < 0 or v.max() >= n)) \
+            or len(np.unique(v)) != v.size:
+        raise NoisylabInputError(f"val_indices must be distinct row positions in 0..{n - 1}; got dtype {v.dtype}, "
+                                 f"shape {v.shape}.")
+    return np.sort(v.astype(np.int64))
+
+
 def validation_split(y, val_fraction: float, random_state: int):
     """``(train, val)`` row indices exactly as :meth:`Trainer.fit` splits ``y`` under an integer
     ``random_state`` and ``val_fraction`` (for methods that must hold out the same rows before their
@@ -611,14 +621,9 @@ class Trainer:
         self.device_ = _resolve_device(cfg.device)
         X_np, y_np = self._check_xy(X, y, "X", "y")
         if val_indices is not None:
-            v = np.asarray(val_indices)
             if cfg.val_fraction:
                 raise NoisylabInputError(f"Give val_indices or val_fraction, not both (val_fraction={cfg.val_fraction}).")
-            if v.ndim != 1 or (v.size and (v.dtype.kind not in "iu" or v.min() < 0 or v.max() >= len(y_np))) \
-                    or len(np.unique(v)) != v.size:
-                raise NoisylabInputError(f"val_indices must be distinct row positions in 0..{len(y_np) - 1}; got "
-                                         f"dtype {v.dtype}, shape {v.shape}.")
-            val_indices = np.sort(v.astype(np.int64))
+            val_indices = check_val_indices(val_indices, len(y_np))
         has_test = X_test is not None or y_test is not None
         if has_test:
             if X_test is None or y_test is None:
@@ -658,10 +663,10 @@ class Trainer:
         else:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] % (2**63))
         self.seed_ = seed
-        s_split, s_torch, s_shuffle, s_aug, s_np = _seeds(seed, 5)
+        _, s_torch, s_shuffle, s_aug, s_np = _seeds(seed, 5)  # the first seeds the split
 
         if val_indices is None:
-            train_idx, val_idx = stratified_split(y_np, cfg.val_fraction, np.random.default_rng(s_split))
+            train_idx, val_idx = validation_split(y_np, cfg.val_fraction, seed)
         else:
             train_idx, val_idx = np.setdiff1d(np.arange(len(y_np)), val_indices), val_indices
         if len(train_idx) == 0:

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._validation import NoisylabInputError, check_option, check_random_state
-from ..trainer import Callback, TrainConfig, Trainer
+from ..trainer import Callback, TrainConfig, Trainer, check_val_indices
 from .coteaching import CoTeaching
 
 __all__ = [
@@ -748,14 +748,9 @@ class INCV:
         if val_indices is None:
             rows, val = np.arange(len(y)), None
         else:
-            val = np.asarray(val_indices)
-            if val.ndim != 1 or (val.size and (val.dtype.kind not in "iu" or val.min() < 0 or val.max() >= len(y))) \
-                    or len(np.unique(val)) != val.size:
-                raise NoisylabInputError(f"val_indices must be distinct row positions in 0..{len(y) - 1}; got dtype "
-                                         f"{val.dtype}, shape {val.shape}.")
+            val = check_val_indices(val_indices, len(y))
             if self.coteach_config.val_fraction:
                 raise NoisylabInputError("Give val_indices or coteach_config.val_fraction, not both.")
-            val = np.sort(val.astype(np.int64))
             rows = np.setdiff1d(np.arange(len(y)), val)
         truth = None if true_labels is None else np.asarray(true_labels)[rows]
         sel = incv_select(X[rows], y[rows], self.model, self.select_config, n_iter=self.n_iter, kind=self.kind,
