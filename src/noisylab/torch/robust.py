@@ -477,7 +477,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         if val is not None:
             pool[val] = False
         clean = data.y == data.y_true
-        extra = {"eval_ratio": float(incv.selection_.eval_ratio), "n_selected": int(len(S)),
+        extra = {"eval_ratio": float(incv.selection_.eval_ratio), "n_selected": len(S),
                  "selected_label_precision": float(np.mean(clean[S])) if len(S) else math.nan,
                  "selected_label_recall": float(clean[S].sum() / max(int(clean[pool].sum()), 1))}
         return _trainer_result(method, incv.trainer_, t0, extra)
