@@ -55,3 +55,16 @@ def test_train_method_errors(tmp_path, capsys):
     assert "needs --transition FILE" in capsys.readouterr().err
     assert main(base + ["--method", "coteachin"]) == 2
     assert "Did you mean 'coteaching'" in capsys.readouterr().err
+
+
+def test_train_incv_validates_on_the_shared_noisy_split(tmp_path):
+    from noisylab.torch.trainer import validation_split
+
+    out = tmp_path / "incv"
+    assert main(["train", "--dataset", "gaussian", "--noise", "symmetric:0.3", "--method", "incv", "--epochs", "2",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["config"]["incv_validation"] == "shared"
+    n_val = len(validation_split(np.zeros(res["n_train"], dtype=int), res["config"]["val_fraction"], 0)[1])
+    assert 0 < res["method_details"]["n_selected"] <= res["n_train"] - n_val  # S never holds a validation row
+    assert res["selection"] == "best epoch on the noisy validation split"

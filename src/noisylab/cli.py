@@ -663,7 +663,8 @@ def _cmd_train(args) -> int:
     name = default_model_for(tuple(X.shape[1:])) if args.model == "auto" else args.model
     protocol = Protocol(model=name, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                         lr=args.lr, schedule=args.schedule, val_fraction=args.val_fraction, augment=args.augment,
-                        probe_per_class=int(probe.sum()) // K if probe.any() else 0)
+                        probe_per_class=int(probe.sum()) // K if probe.any() else 0,
+                        incv_validation="shared")  # every method validates on the same noisy rows
     protocol.train_config()  # validate the settings before any work
     res = fit_method(method, data, protocol, seed=args.seed, forget_rate=forget_rate, transition=transition,
                      checkpoint_dir=out / "checkpoint")
