@@ -3,8 +3,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from noisylab import _pretrained  # noqa: E402
+from noisylab._pretrained import pretrained_fingerprint  # noqa: E402
 from noisylab._validation import NoisylabInputError  # noqa: E402
-from noisylab.bench import ResultStore  # noqa: E402
+from noisylab.bench import ResultStore, run_key  # noqa: E402
 from noisylab.bench.detectors import detectors_grid, detectors_report  # noqa: E402
 from noisylab.cli import main  # noqa: E402
 
@@ -16,6 +18,11 @@ def test_shipped_detectors_grid():
     assert {r["seed"] for r in runs} == {1, 2, 3}  # never the LSTM detector's training seed 0
     assert {r["noise"] for r in runs} == {"symmetric:0.2", "symmetric:0.4", "pair:0.4"}
     assert all(r["retrain_fraction"] == "nominal" and r["repair_fraction"] == "nominal" for r in runs)
+    assert {r["retrain_repeats"] for r in runs} == {3}
+    assert {r["retrain_repeats"] for r in detectors_grid(retrain_repeats=1).runs()} == {1}
+    for bad in (0, 1.5, True):
+        with pytest.raises(NoisylabInputError, match="retrain repeats must be an int >= 1"):
+            detectors_grid(retrain_repeats=bad)
     small = detectors_grid(datasets="digits", seeds="2", noises="pair:0.4", retrain_fraction="none", epochs=5,
                            repair_fraction="0.25")
     assert [(r["dataset"], r["seed"], r["noise"], r["epochs"], "retrain_fraction" in r, r["repair_fraction"])
@@ -27,6 +34,48 @@ def test_shipped_detectors_grid():
         detectors_grid(datasets="cifar")
     with pytest.raises(NoisylabInputError, match="unknown detector"):
         detectors_grid(methods="cl,aumm")
+
+
+def test_detectors_report_pairs_each_retraining_with_its_baseline():
+    def rec(seed, base, rem):
+        res = {"methods": ["aum"], "auroc_aum": 0.8, "ap_aum": 0.7, "baseline_acc": sum(base) / len(base),
+               "retrain_acc_aum": sum(rem) / len(rem), "training_seeds": [seed, seed + 1000],
+               "retrain": {"fraction": 0.4, "baseline": {"test_acc_repeats": base}, "aum": {"test_acc_repeats": rem}}}
+        return {"key": str(seed), "spec": {"bench": "detectors", "dataset": "d", "noise": "pair:0.4", "seed": seed},
+                "result": res}
+    md = detectors_report([rec(1, [0.60, 0.70], [0.65, 0.68]), rec(2, [0.62, 0.64], [0.66, 0.60])])
+    # differences (points): +5, -2, +4, -4 -> mean +0.75, se = std([5, -2, 4, -4], ddof=1) / 2 = 4.425 / 2
+    assert ("remove-and-retrain with the best detector (aum): 64.75% vs noisy 64.00% (beats); paired over 4 "
+            "trainings: Δ +0.75 ± 2.21 (se) points, wins 2/4") in md
+    assert "(per noise draw: the mean of 2 trainings with different training seeds)" in md
+
+
+def test_grid_keys_its_runs_by_the_shipped_detector_files(monkeypatch):
+    import hashlib
+
+    runs = detectors_grid().runs()
+    for field, feature in (("detector_sha256", "label_probability"), ("detector_margin_sha256", "margin")):
+        digest = hashlib.sha256(_pretrained.pretrained_resource(feature).read_bytes()).hexdigest()
+        assert {r[field] for r in runs} == {"sha256:" + digest[:16]}
+    assert {"detector_sha256", "detector_margin_sha256"}.isdisjoint(detectors_grid(methods="cl,aum").runs()[0])
+    margin_only = detectors_grid(methods="aum,lstm_margin").runs()[0]
+    assert "detector_sha256" not in margin_only and margin_only["detector_margin_sha256"].startswith("sha256:")
+    # a rebuilt detector file gives every run that scores it a new key (no stale result is reused)
+    keys = {run_key(r) for r in runs}
+    monkeypatch.setattr(_pretrained, "pretrained_fingerprint", lambda feature="label_probability": f"sha256:{feature}")
+    rebuilt = detectors_grid().runs()
+    assert {r["detector_margin_sha256"] for r in rebuilt} == {"sha256:margin"}
+    assert keys.isdisjoint(run_key(r) for r in rebuilt)
+
+
+def test_runner_refuses_a_run_meant_for_another_detector():
+    from noisylab.torch.detect_eval import run_detector_cell
+
+    spec = {"dataset": "digits", "noise": "symmetric:0.2", "seed": 1, "epochs": 2, "methods": "confidence,lstm_margin",
+            "detector_margin_sha256": "sha256:0123456789abcdef"}
+    with pytest.raises(NoisylabInputError, match=r"margin LSTM detector sha256:0123456789abcdef, but the installed "
+                                                 r"one is sha256:[0-9a-f]{16}"):
+        run_detector_cell(spec)
 
 
 def test_detectors_report_values_and_targets():
@@ -65,6 +114,8 @@ def test_bench_detectors_cli_tiny(tmp_path, capsys):
     assert "| digits | symmetric:0.3 |" in out and "lstm" in out
     (rec,) = ResultStore(store).records()
     assert 0.5 < rec["result"]["auroc_confidence"] <= 1 and rec["spec"]["model"] == "mlp"
+    sha = pretrained_fingerprint()
+    assert rec["spec"]["detector_sha256"] == rec["result"]["detector"]["sha256"] == sha
     assert main(["bench", "results", str(store)]) == 0
     assert "AUROC of each detector" in capsys.readouterr().out
 

@@ -282,6 +282,34 @@ def test_run_detector_cell_returns_every_key():
     assert 0.25 < out["actual_noise_rate"] < 0.35 and out["n_train"] + 15 + out["n_test"] == 400
 
 
+def test_run_detector_cell_repeats_every_retraining_over_training_seeds():
+    spec = {"dataset": "gaussian", "dataset_kwargs": {"n": 300, "n_classes": 3, "separation": 3.5}, "noise": "pair:0.3",
+            "seed": 4, "methods": "confidence", "retrain_fraction": 0.2, "repair_fraction": 0.2,
+            "measure_overhead": False, **TINY}
+    one = de.run_detector_cell(spec)
+    out = de.run_detector_cell({**spec, "retrain_repeats": 3})
+    json.dumps(out, allow_nan=False)
+    assert one["training_seeds"] == [4] and out["training_seeds"] == [4, 1004, 2004]
+    # repeat 0 is the single-training cell; the others are the same retrainings with the other seeds
+    data = prepare_data("gaussian", "pair:0.3", seed=4, probe_per_class=TINY["probe_per_class"],
+                        dataset_kwargs=spec["dataset_kwargs"])
+    proto = Protocol(**TINY)
+    q = de.score_examples(data, "confidence", proto, seed=4).label_quality
+    base, rem = out["retrain"]["baseline"], out["retrain"]["confidence"]
+    assert base["test_acc_repeats"][0] == one["baseline_acc"]
+    assert rem["test_acc_repeats"][0] == one["retrain_acc_confidence"]
+    assert out["repair"]["confidence"]["test_acc_repeats"][0] == one["repair_acc_confidence"]
+    assert base["test_acc_repeats"][2] == robust.fit_method("standard", data, proto, seed=2004).test_acc
+    assert rem["test_acc_repeats"][1] == de.remove_and_retrain(data, q, 0.2, proto, seed=1004)["test_acc"]
+    for block in (base, rem, out["repair"]["confidence"]):
+        assert len(block["test_acc_repeats"]) == len(block["best_epochs"]) == 3
+        assert block["test_acc"] == pytest.approx(np.mean(block["test_acc_repeats"]))
+    assert out["baseline_acc"] == base["test_acc"] and out["retrain_acc_confidence"] == rem["test_acc"]
+    for bad in (0, 1.5, True, "3"):
+        with pytest.raises(NoisylabInputError, match="retrain_repeats must be an int >= 1"):
+            de.run_detector_cell({**spec, "retrain_repeats": bad})
+
+
 def test_run_detector_cell_single_method_and_errors():
     base = {"dataset": "gaussian", "dataset_kwargs": {"n": 300, "n_classes": 3}, "noise": "symmetric:0.3",
             "seed": 1, **TINY}

@@ -396,6 +396,8 @@ def _parser() -> argparse.ArgumentParser:
     bd.add_argument("--retrain", help="remove-and-retrain fraction: a number, nominal (default), auto or none")
     bd.add_argument("--repair", help="label-repair fraction (the lowest-quality rows get the model's predicted "
                                      "label, then retrain): a number, nominal (default), auto or none")
+    bd.add_argument("--retrain-repeats", type=int, help="trainings (training seeds) per retraining, averaged "
+                                                        "(default: the grid's, 3)")
     _bench_run_options(bd, "bench_results/detectors.jsonl")
 
     bdoc = bsub.add_parser(
@@ -942,7 +944,8 @@ def _cmd_bench(args, parser) -> int:
 
         grid = detectors_grid(args.grid, seeds=args.seeds, datasets=args.datasets, noises=args.noises,
                               epochs=args.epochs, methods=args.methods, retrain_fraction=args.retrain,
-                              repair_fraction=args.repair, n_train=args.n_train)
+                              repair_fraction=args.repair, n_train=args.n_train,
+                              retrain_repeats=args.retrain_repeats)
         records = _bench_execute(args, grid)
         _bench_output(args, detectors_report(records), grid.name)
         return 0

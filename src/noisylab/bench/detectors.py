@@ -60,6 +60,23 @@ def _table(records, cells, methods, key, scale=1.0, digits=3, extra=None):
     return "\n".join(lines)
 
 
+def _paired(results, key, method) -> str:
+    """``"; paired over n trainings: Δ d ± se (se) points, wins k/n"``: ``method``'s retraining (``key``: retrain /
+    repair) against the noisy baseline trained with the same training seed on the same noise draw, over every
+    training of ``results`` ("" without per-training accuracies)."""
+    pairs = []
+    for x in results:
+        base = x.get(key, {}).get("baseline", {}).get("test_acc_repeats")
+        own = x.get(key, {}).get(method, {}).get("test_acc_repeats")
+        if base and own and len(base) == len(own):
+            pairs += list(zip(own, base))
+    if not pairs:
+        return ""
+    d = np.array([a - b for a, b in pairs]) * 100
+    return (f"; paired over {len(d)} trainings: Δ {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0:.2f} "
+            f"(se) points, wins {int((d > 0).sum())}/{len(d)}")
+
+
 def detectors_report(records, title="Label-error detectors") -> str:
     """Markdown: AUROC, AP, remove-and-retrain, overhead, target checks, protocol."""
     records = [r for r in records if r.get("result", {}).get("methods")]
@@ -73,10 +90,13 @@ def detectors_report(records, title="Label-error detectors") -> str:
            "", "### Average precision", "", _table(records, cells, methods, "ap_{m}")]
     if any("baseline_acc" in r["result"] for r in records):
         frac = {r["result"].get("retrain", {}).get("fraction") for r in records}
+        reps = sorted({len(r["result"].get("training_seeds", [0])) for r in records if "baseline_acc" in r["result"]})
+        each = "" if reps == [1] else (f" (per noise draw: the mean of {'/'.join(map(str, reps))} trainings with "
+                                        "different training seeds)")
         out += ["", "### Remove-and-retrain: test accuracy (%)", "",
                 f"Remove the lowest-quality fraction of the training set (fraction(s) {sorted(f for f in frac if f is not None)}: "
-                "the nominal noise rate), retrain from scratch, test accuracy at the best noisy-validation epoch; "
-                "'noisy' = the same training on all noisy labels.", "",
+                "the nominal noise rate), retrain from scratch, test accuracy at the best noisy-validation epoch"
+                f"{each}; 'noisy' = the same training on all noisy labels.", "",
                 _table(records, cells, methods, "retrain_acc_{m}", 100.0, 2,
                        extra={"noisy": lambda x: x.get("baseline_acc")})]
     if any("repair" in r["result"] for r in records):
@@ -111,14 +131,15 @@ def detectors_report(records, title="Label-error detectors") -> str:
             acc = mean(f"retrain_acc_{best}")
             if acc is not None:
                 checks.append(f"  - remove-and-retrain with the best detector ({best}): {100 * acc:.2f}% vs noisy "
-                              f"{100 * mean('baseline_acc'):.2f}% ({'beats' if acc > mean('baseline_acc') else 'does not beat'})")
+                              f"{100 * mean('baseline_acc'):.2f}% ({'beats' if acc > mean('baseline_acc') else 'does not beat'})"
+                              f"{_paired(rs, 'retrain', best)}")
             rep = [m for m in methods if mean(f"repair_acc_{m}") is not None]
             if rep:
                 best_r = max(rep, key=lambda m: mean(f"auroc_{m}") or -1)
                 acc = mean(f"repair_acc_{best_r}")
                 checks.append(f"  - label repair with the best detector that suggests labels ({best_r}): {100 * acc:.2f}% "
                               f"vs noisy {100 * mean('baseline_acc'):.2f}% "
-                              f"({'beats' if acc > mean('baseline_acc') else 'does not beat'})")
+                              f"({'beats' if acc > mean('baseline_acc') else 'does not beat'}){_paired(rs, 'repair', best_r)}")
     if checks:
         out += ["", "### Targets", ""] + checks
     out += ["", "### Protocol (recorded with every result)", "", protocol_lines(records)]
@@ -131,11 +152,12 @@ def detectors_report(records, title="Label-error detectors") -> str:
 
 
 def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=None, methods=None,
-                   retrain_fraction=None, repair_fraction=None, n_train=None):
+                   retrain_fraction=None, repair_fraction=None, n_train=None, retrain_repeats=None):
     """The detectors grid (shipped, or ``grid``) with command-line overrides (lists or comma strings).
 
     ``retrain_fraction`` / ``repair_fraction``: ``"none"`` drops remove-and-retrain / label repair;
-    a number, ``"nominal"`` or ``"auto"`` replaces the grid's.
+    a number, ``"nominal"`` or ``"auto"`` replaces the grid's.  ``retrain_repeats``: trainings (seeds)
+    per retraining.
     """
     from importlib import resources
 
@@ -192,6 +214,23 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
                                          f"{value!r}.") from None
     if n_train is not None:
         protocol["n_train"] = int(n_train)
+    if retrain_repeats is not None:
+        if isinstance(retrain_repeats, bool) or int(retrain_repeats) != retrain_repeats or retrain_repeats < 1:
+            raise NoisylabInputError(f"retrain repeats must be an int >= 1; got {retrain_repeats!r}.")
+        protocol["retrain_repeats"] = int(retrain_repeats)
+    # the shipped LSTM detectors' fingerprints join the protocol: a rebuilt detector gets new run keys
+    from .._pretrained import pretrained_fingerprint
+
+    scored = set()
+    for entry in [protocol, points] + include:
+        for key in ("methods", "method"):
+            values = entry.get(key, [])
+            for v in (values if isinstance(values, list) else [values]):
+                scored.update(_split(v))
+    for field_name, users, feature in (("detector_sha256", {"lstm", "combined"}, "label_probability"),
+                                       ("detector_margin_sha256", {"lstm_margin"}, "margin")):
+        if users & scored:
+            protocol.setdefault(field_name, pretrained_fingerprint(feature))
     doc = {"experiment": {**base.experiment, "runner": base.runner}, "protocol": protocol}
     if points:
         doc["grid"] = points

@@ -110,6 +110,7 @@ from typing import Any
 
 import numpy as np
 
+from .._pretrained import pretrained_fingerprint
 from .._validation import NoisylabInputError, check_option, warn_user
 from . import robust
 from .robust import ExperimentData, Protocol
@@ -635,7 +636,22 @@ def repair_and_retrain(data: ExperimentData, label_quality, fraction, suggested_
 
 # ------------------------------------------------------------------------------------ bench runner
 _RUNNER_KEYS = ("dataset", "dataset_kwargs", "n_train", "noise", "seed", "method", "methods", "retrain_fraction",
-                "repair_fraction", "measure_overhead", "bench")
+                "repair_fraction", "retrain_repeats", "measure_overhead", "bench", "detector_sha256",
+                "detector_margin_sha256")
+#: Training seed of repeat ``r`` of a cell with noise seed ``s``: ``s + REPEAT_SEED_STEP * r`` (repeat 0 is ``s``).
+REPEAT_SEED_STEP = 1000
+
+
+def _over_repeats(fits: list[dict]) -> dict:
+    """The same retraining under several training seeds as one result: mean ``test_acc`` /
+    ``test_acc_last``, total ``seconds``, each fit's ``test_acc`` (``test_acc_repeats``) and best epoch
+    (``best_epochs``); the other fields are the first fit's."""
+    out = dict(fits[0])
+    out.update(test_acc=float(np.mean([f["test_acc"] for f in fits])),
+               test_acc_last=float(np.mean([f["test_acc_last"] for f in fits])),
+               seconds=float(sum(f["seconds"] for f in fits)),
+               test_acc_repeats=[f["test_acc"] for f in fits], best_epochs=[f["best_epoch"] for f in fits])
+    return out
 
 
 def _json_metrics(m: dict) -> dict:
@@ -664,7 +680,16 @@ def run_detector_cell(spec: dict) -> dict:
         per method are trained.
     ``repair_fraction`` (optional)
         The same for :func:`repair_and_retrain` (methods with suggested labels).
+    ``retrain_repeats`` (int, default 1)
+        Trainings per retraining, with training seeds ``seed + 1000·r`` (the noise draw and the
+        detectors' scores stay those of ``seed``): the noisy baseline, every remove-and-retrain and
+        every repair report the mean test accuracy over them.  One training's test accuracy at the
+        best noisy-validation epoch varies by several points from seed to seed at 40% noise.
     ``measure_overhead`` (bool, default True)
+    ``detector_sha256`` / ``detector_margin_sha256`` (optional)
+        The :func:`~noisylab.torch.detector.pretrained_fingerprint` of the shipped LSTM detector
+        (label-probability / margin) the run is meant for (``noisylab bench detectors`` fills them
+        in, so a rebuilt detector gets new run keys); a different installed file is refused.
     any :class:`~noisylab.torch.robust.Protocol` field.
 
     Returns
@@ -677,7 +702,9 @@ def run_detector_cell(spec: dict) -> dict:
         ``actual_noise_rate``, ``n_train``, ``n_test``, ``detector`` (the LSTM's provenance) and
         ``detector_seed_overlap``; with ``retrain_fraction``: ``retrain`` {``fraction``,
         ``baseline`` {test_acc, test_acc_last, ...}, method: {...}} and flat ``baseline_acc``,
-        ``retrain_acc_<m>``; with ``repair_fraction``: ``repair`` likewise and ``repair_acc_<m>``.
+        ``retrain_acc_<m>``; with ``repair_fraction``: ``repair`` likewise and ``repair_acc_<m>``;
+        with either, ``training_seeds`` and, in every fit's dict, ``test_acc_repeats`` /
+        ``best_epochs`` (one entry per training seed; ``test_acc`` is their mean).
     """
     if not isinstance(spec, dict):
         raise NoisylabInputError(f"spec must be a dict; got {type(spec).__name__}.")
@@ -696,7 +723,12 @@ def run_detector_cell(spec: dict) -> dict:
         dataset_kwargs["n_train"] = spec.pop("n_train")
     retrain_fraction = spec.pop("retrain_fraction", None)
     repair_fraction = spec.pop("repair_fraction", None)
+    repeats = spec.pop("retrain_repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
+        raise NoisylabInputError(f"retrain_repeats must be an int >= 1; got {repeats!r}.")
+    train_seeds = [seed + REPEAT_SEED_STEP * r for r in range(int(repeats))]
     measure_overhead = spec.pop("measure_overhead", True)
+    wanted_sha = {"detector": spec.pop("detector_sha256", None), "detector_margin": spec.pop("detector_margin_sha256", None)}
     spec.pop("bench", None)
     protocol = Protocol.from_dict(spec)
     for name, v in (("retrain_fraction", retrain_fraction), ("repair_fraction", repair_fraction)):
@@ -716,9 +748,14 @@ def run_detector_cell(spec: dict) -> dict:
         d = _load_detector(None) if key == "detector" else _margin_detector(None)
         if key == "detector":
             det = d
+        sha = pretrained_fingerprint(d.feature_)
+        if wanted_sha[key] is not None and wanted_sha[key] != sha:
+            raise NoisylabInputError(
+                f"this run is specified for the {d.feature_} LSTM detector {wanted_sha[key]}, but the installed one is "
+                f"{sha}; rebuild the runs with noisylab bench detectors (it fills in the installed detector).")
         md = d.metadata_
         out[key] = {**{k: md.get(k) for k in ("source", "noise", "data_seed", "n", "length", "val_auroc")},
-                    "feature": d.feature_}
+                    "feature": d.feature_, "sha256": sha}
         hit = dataset == "mnist1d" and md.get("source") == "mnist1d" and md.get("data_seed") == seed
         overlap = overlap or hit
         if hit:
@@ -762,9 +799,10 @@ def run_detector_cell(spec: dict) -> dict:
         return "auto", min(max(est, 0.0), 0.999)
 
     if retrain_fraction is not None or repair_fraction is not None:
-        base = robust.fit_method("standard", data, protocol, seed=seed)
-        baseline = _fit_result(base)
+        baseline = _over_repeats([_fit_result(robust.fit_method("standard", data, protocol, seed=t))
+                                  for t in train_seeds])
         out["baseline_acc"], out["baseline_acc_last"] = baseline["test_acc"], baseline["test_acc_last"]
+        out["training_seeds"] = train_seeds
     for key, fraction in (("retrain", retrain_fraction), ("repair", repair_fraction)):
         if fraction is None:
             continue
@@ -772,14 +810,18 @@ def run_detector_cell(spec: dict) -> dict:
         block: dict[str, Any] = {"fraction": float(est_rate if frac == "auto" else frac), "baseline": baseline}
         for m, s in scores.items():
             if key == "retrain":
-                r = remove_and_retrain(data, s.label_quality, frac, protocol, seed=seed, estimated_noise_rate=est_rate)
-                r.pop("removed")
+                fits = [remove_and_retrain(data, s.label_quality, frac, protocol, seed=t, estimated_noise_rate=est_rate)
+                        for t in train_seeds]
+                for r in fits:
+                    r.pop("removed")
             else:
                 if "suggested_labels" not in s.extra:
                     continue
-                r = repair_and_retrain(data, s.label_quality, frac, s.extra["suggested_labels"], protocol, seed=seed,
-                                       estimated_noise_rate=est_rate)
-                r.pop("repaired")
+                fits = [repair_and_retrain(data, s.label_quality, frac, s.extra["suggested_labels"], protocol, seed=t,
+                                           estimated_noise_rate=est_rate) for t in train_seeds]
+                for r in fits:
+                    r.pop("repaired")
+            r = _over_repeats(fits)
             block[m] = _json_metrics(r)
             out[f"{key}_acc_{m}"] = r["test_acc"]
         out[key] = block

@@ -96,39 +96,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._pretrained import (
+    FEATURES,
+    PRETRAINED,
+    PRETRAINED_NAME,
+    installed_pretrained,
+    pretrained_fingerprint,
+    pretrained_resource,
+)
 from .._validation import NoisylabInputError, check_option, warn_user
 from ..dynamics import label_probability_sequences
 from ..io import atomic_write
 
 __all__ = [
-    "LSTMDetector",
-    "NoiseDetector",
-    "label_probabilities",
-    "resample_sequences",
-    "train_detector",
-    "make_training_sequences",
-    "detect_from_recording",
-    "load_pretrained",
-    "train_pretrained",
-    "PRETRAINED_NAME",
-    "PRETRAINED",
-    "FEATURES",
-    "feature_sequences",
     "DETECTOR_FORMAT",
     "DETECTOR_FORMAT_VERSION",
+    "FEATURES",
+    "PRETRAINED",
+    "PRETRAINED_NAME",
+    "LSTMDetector",
+    "NoiseDetector",
+    "detect_from_recording",
+    "feature_sequences",
+    "label_probabilities",
+    "load_pretrained",
+    "make_training_sequences",
+    "pretrained_fingerprint",
+    "resample_sequences",
+    "train_detector",
+    "train_pretrained",
 ]
 
 DETECTOR_FORMAT = "noisylab.lstm_detector"
 DETECTOR_FORMAT_VERSION = 1
-PRETRAINED_NAME = "lstm_detector_mnist1d.pt"
-#: Input features of the detector: the reference's p_t(ỹ), or the per-epoch logit margin (extension).
-FEATURES = ("label_probability", "margin")
-#: The shipped detectors: feature -> (file in noisylab/torch/pretrained/, the command that rebuilds it).
-PRETRAINED = {
-    "label_probability": (PRETRAINED_NAME, "python -m noisylab.torch.detector"),
-    "margin": ("lstm_margin_detector_mnist1d.pt",
-               "python -m noisylab.torch.detector --feature margin --noise symmetric:0.3,pair:0.3"),
-}
 _SELECT_ON = ("auroc", "accuracy")
 _CLASS_WEIGHTS = ("balanced",)
 #: Rows per block when upcasting float16 logits (about 4 MiB of float32 work per block by default).
@@ -842,7 +842,7 @@ def detect_from_recording(path, detector: NoiseDetector | None = None) -> np.nda
 
 
 def _pretrained_resource(feature="label_probability"):
-    return importlib.resources.files("noisylab.torch").joinpath("pretrained", PRETRAINED[feature][0])
+    return pretrained_resource(feature)
 
 
 def load_pretrained(feature: str = "label_probability") -> NoiseDetector:
@@ -861,12 +861,7 @@ def load_pretrained(feature: str = "label_probability") -> NoiseDetector:
     FileNotFoundError
         The file has not been produced yet (the message gives the command that makes it).
     """
-    feature = check_option("feature", feature, FEATURES)
-    res = _pretrained_resource(feature)
-    if not res.is_file():
-        name, cmd = PRETRAINED[feature]
-        raise FileNotFoundError(f"The pretrained detector {name} is not installed (looked in "
-                                f"noisylab/torch/pretrained/). Produce it with: {cmd}")
+    res = installed_pretrained(feature, _pretrained_resource(check_option("feature", feature, FEATURES)))
     with importlib.resources.as_file(res) as p:
         return NoiseDetector.load(p)
 
