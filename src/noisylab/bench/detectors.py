@@ -73,8 +73,9 @@ def _paired(results, key, method) -> str:
     if not pairs:
         return ""
     d = np.array([a - b for a, b in pairs]) * 100
-    return (f"; paired over {len(d)} trainings: Δ {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0:.2f} "
-            f"(se) points, wins {int((d > 0).sum())}/{len(d)}")
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+    wins = int((d > 0).sum())
+    return f"; paired over {len(d)} trainings: Δ {d.mean():+.2f} ± {se:.2f} (se) points, wins {wins}/{len(d)}"
 
 
 def detectors_report(records, title="Label-error detectors") -> str:
@@ -130,16 +131,16 @@ def detectors_report(records, title="Label-error detectors") -> str:
             best = max(methods, key=lambda m: mean(f"auroc_{m}") or -1)
             acc = mean(f"retrain_acc_{best}")
             if acc is not None:
+                verdict = "beats" if acc > mean("baseline_acc") else "does not beat"
                 checks.append(f"  - remove-and-retrain with the best detector ({best}): {100 * acc:.2f}% vs noisy "
-                              f"{100 * mean('baseline_acc'):.2f}% ({'beats' if acc > mean('baseline_acc') else 'does not beat'})"
-                              f"{_paired(rs, 'retrain', best)}")
+                              f"{100 * mean('baseline_acc'):.2f}% ({verdict}){_paired(rs, 'retrain', best)}")
             rep = [m for m in methods if mean(f"repair_acc_{m}") is not None]
             if rep:
                 best_r = max(rep, key=lambda m: mean(f"auroc_{m}") or -1)
                 acc = mean(f"repair_acc_{best_r}")
+                verdict = "beats" if acc > mean("baseline_acc") else "does not beat"
                 checks.append(f"  - label repair with the best detector that suggests labels ({best_r}): {100 * acc:.2f}% "
-                              f"vs noisy {100 * mean('baseline_acc'):.2f}% "
-                              f"({'beats' if acc > mean('baseline_acc') else 'does not beat'}){_paired(rs, 'repair', best_r)}")
+                              f"vs noisy {100 * mean('baseline_acc'):.2f}% ({verdict}){_paired(rs, 'repair', best_r)}")
     if checks:
         out += ["", "### Targets", ""] + checks
     out += ["", "### Protocol (recorded with every result)", "", protocol_lines(records)]

@@ -687,7 +687,7 @@ def run_detector_cell(spec: dict) -> dict:
         best noisy-validation epoch varies by several points from seed to seed at 40% noise.
     ``measure_overhead`` (bool, default True)
     ``detector_sha256`` / ``detector_margin_sha256`` (optional)
-        The :func:`~noisylab.torch.detector.pretrained_fingerprint` of the shipped LSTM detector
+        The :func:`~noisylab._pretrained.pretrained_fingerprint` of the shipped LSTM detector
         (label-probability / margin) the run is meant for (``noisylab bench detectors`` fills them
         in, so a rebuilt detector gets new run keys); a different installed file is refused.
     any :class:`~noisylab.torch.robust.Protocol` field.
@@ -728,7 +728,8 @@ def run_detector_cell(spec: dict) -> dict:
         raise NoisylabInputError(f"retrain_repeats must be an int >= 1; got {repeats!r}.")
     train_seeds = [seed + REPEAT_SEED_STEP * r for r in range(int(repeats))]
     measure_overhead = spec.pop("measure_overhead", True)
-    wanted_sha = {"detector": spec.pop("detector_sha256", None), "detector_margin": spec.pop("detector_margin_sha256", None)}
+    wanted_sha = {"detector": spec.pop("detector_sha256", None),
+                  "detector_margin": spec.pop("detector_margin_sha256", None)}
     spec.pop("bench", None)
     protocol = Protocol.from_dict(spec)
     for name, v in (("retrain_fraction", retrain_fraction), ("repair_fraction", repair_fraction)):
