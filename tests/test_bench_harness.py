@@ -19,6 +19,7 @@ from noisylab.bench.harness import (
     BenchRunError,
     Grid,
     ResultStore,
+    current_protocol,
     load_grid,
     protocol_lines,
     results_table,
@@ -530,3 +531,41 @@ def test_module_docstring_example_is_a_valid_grid():
     # 2 noises x 2 methods x 3 seeds, minus pair:0.4 + coteaching (3 runs), plus 3 clean runs
     assert len(runs) == 12 - 3 + 3
     assert runs[-1] == {"model": "cnn1d", "epochs": 40, "noise": "none", "method": "standard", "seed": 2}
+
+
+def _rec(method, noise, seed, acc, when=None, **protocol):
+    spec = {"bench": "x", "method": method, "noise": noise, "seed": seed, **protocol}
+    rec = {"key": run_key(spec), "spec": spec, "result": {"test_acc": acc}}
+    if when is not None:
+        rec["meta"] = {"finished_at": when}
+    return rec
+
+
+def test_current_protocol_keeps_each_cells_newest_protocol():
+    old = [_rec("a", "n1", s, 0.5, "2026-01-01T00:00:00", epochs=10) for s in (0, 1)]
+    new = [_rec("a", "n1", 0, 0.9, "2026-01-02T00:00:00", epochs=20)]
+    other = [_rec("b", "n1", 0, 0.7, "2026-01-01T00:00:00", epochs=10, extra=1)]  # its own cell and protocol
+    kept, left_out = current_protocol(new + old + other, ("method", "noise"))  # store order does not matter
+    assert kept == new + other and left_out == 2
+    # seeds are replicates, not protocols; without timestamps the later record is the newer
+    undated = [_rec("a", "n1", 0, 0.1, epochs=10), _rec("a", "n1", 1, 0.2, epochs=10), _rec("a", "n1", 0, 0.3, epochs=5)]
+    assert current_protocol(undated, ("method", "noise")) == ([undated[2]], 2)
+    assert current_protocol(undated[:2], ("method", "noise")) == (undated[:2], 0)
+    assert current_protocol([], ("method",)) == ([], 0)
+
+
+def test_bench_results_leaves_out_earlier_protocols(tmp_path, capsys):
+    from noisylab.cli import main
+
+    store = ResultStore(tmp_path / "s.jsonl")
+    for r in [_rec("a", "n1", s, 0.5, "2026-01-01T00:00:00", epochs=10) for s in (0, 1)] + \
+             [_rec("a", "n1", s, 0.9, "2026-01-02T00:00:00", epochs=20) for s in (0, 1)]:
+        store.append(r)
+    args = ["bench", "results", str(store.path), "--rows", "method", "--cols", "noise"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "| a | 90.00 ± 0.00 |" in out and "- epochs: 20" in out
+    assert "2 record(s)" in err and "--all-protocols" in err
+    assert main(args + ["--all-protocols"]) == 0
+    out, err = capsys.readouterr()
+    assert "| a | 70.00 ± 23.09 |" in out and err == ""

@@ -355,6 +355,9 @@ def _parser() -> argparse.ArgumentParser:
     bres.add_argument("--scale", type=float, default=100.0, help="multiply values by this (default: %(default)s)")
     bres.add_argument("--out", help="also write the markdown to this file (atomically)")
     bres.add_argument("--report", help="also write an HTML report (and its Markdown twin) to this file")
+    bres.add_argument("--all-protocols", action="store_true",
+                      help="average every record of a table cell, also those of earlier protocols (default: only the "
+                           "protocol of the cell's newest record)")
 
     bt = bsub.add_parser(
         "incv-theory", formatter_class=fmt, help="INCV's understanding experiment (Verify_Theory)",
@@ -959,17 +962,29 @@ def _cmd_bench(args, parser) -> int:
         _bench_output(args, f"## {grid.name}\n\n{table}", grid.name)
         return 0
     if args.bench == "results":
-        from .bench import ResultStore, protocol_lines, results_table
+        from .bench import ResultStore, current_protocol, protocol_lines, results_table
 
         records = list(ResultStore(args.store).latest().values()) if Path(args.store).exists() else []
         if not records:
             raise NoisylabInputError(f"no results in {args.store}.")
-        if args.rows is None and all(r.get("spec", {}).get("bench") == "detectors" for r in records):
+        benches = {r.get("spec", {}).get("bench") for r in records}
+        if args.rows is None and benches == {"detectors"}:
+            cells = ("dataset", "model", "noise")
+        elif args.rows is None and benches == {"robust"}:
+            cells = ("dataset", "model", "method", "noise")
+        else:
+            cells = tuple(_csv_fields(args.rows or "method")) + tuple(_csv_fields(args.cols))
+        if not args.all_protocols:
+            records, left_out = current_protocol(records, cells)
+            if left_out:
+                print(f"note: {left_out} record(s) of {args.store} ran with an earlier protocol of their table cell "
+                      "and are left out (--all-protocols includes them).", file=sys.stderr)
+        if args.rows is None and benches == {"detectors"}:
             from .bench.detectors import detectors_report
 
             _bench_output(args, detectors_report(records), f"Results of {args.store}")
             return 0
-        if args.rows is None and all(r.get("spec", {}).get("bench") == "robust" for r in records):
+        if args.rows is None and benches == {"robust"}:
             from .bench.robust import robust_report
 
             md = robust_report(records)

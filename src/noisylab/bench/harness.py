@@ -116,6 +116,7 @@ __all__ = [
     "BenchRunError",
     "Grid",
     "ResultStore",
+    "current_protocol",
     "load_grid",
     "protocol_lines",
     "resolve_runner",
@@ -988,6 +989,30 @@ def results_table(records, rows=("noise",), cols=("method",), value="test_acc", 
         kr = _key_of_label(r)
         body.append([_fmt_label(v) for v in r] + [cell(cells.get((kr, _key_of_label(c)), [])) for c in col_labels])
     return markdown_table(header, body)
+
+
+def current_protocol(records, cell_fields, ignore=("seed",)):
+    """Per table cell, only the records run with the protocol of the cell's newest record.
+
+    A store keeps the results of every protocol it has seen (a changed field means new run keys);
+    averaging a cell over two protocols would mix two experiments.  A record's cell is its values of
+    ``cell_fields``; its protocol is the rest of its spec except ``ignore`` (the replicates).  Newest =
+    latest ``meta.finished_at``, then latest in ``records``' order.
+
+    Returns
+    -------
+    (kept, n_left_out) : (list of records in their given order, int)
+    """
+    def cell(r):
+        return _canonical_json([r.get("spec", {}).get(f) for f in cell_fields])
+
+    def proto(r):
+        return _canonical_json({k: v for k, v in r.get("spec", {}).items() if k not in cell_fields and k not in ignore})
+
+    order = sorted(range(len(records)), key=lambda i: (str(records[i].get("meta", {}).get("finished_at") or ""), i))
+    newest = {cell(records[i]): proto(records[i]) for i in order}  # the last assignment per cell wins
+    kept = [r for r in records if proto(r) == newest[cell(r)]]
+    return kept, len(records) - len(kept)
 
 
 def protocol_lines(records) -> str:
