@@ -19,6 +19,6 @@ from .harness import (
     run_key,
 )
 
-__all__ = ["BenchRunError", "CL_CIFAR10_FILTERS", "Grid", "PUBLISHED_CL_CIFAR10", "ResultStore", "bench_cl_cifar10", "current_protocol",
-           "find_cl_cifar10_dir", "load_grid", "protocol_lines", "resolve_runner", "results_table", "run_grid",
-           "run_key"]
+__all__ = ["BenchRunError", "CL_CIFAR10_FILTERS", "Grid", "PUBLISHED_CL_CIFAR10", "ResultStore", "bench_cl_cifar10",
+           "current_protocol", "find_cl_cifar10_dir", "load_grid", "protocol_lines", "resolve_runner", "results_table",
+           "run_grid", "run_key"]
