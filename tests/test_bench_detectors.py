@@ -101,6 +101,11 @@ def test_detectors_report_values_and_targets():
     assert "### Label repair" in md and "| digits | symmetric:0.4 | 81.00 ± 1.41 | 84.00 ± 1.41 | 80.00 ± 1.41 |" in md
     assert "label repair with the best detector that suggests labels (lstm): 80.00% vs noisy 81.00% (does not beat)" in md
     assert "**12.0%**" in md
+    recs[0]["result"]["detector"] = {"source": "mnist1d", "val_auroc": 0.98732142, "feature": "label_probability",
+                                     "sha256": "sha256:0123456789abcdef"}
+    line = detectors_report(recs).splitlines()[-1]
+    assert line == ("LSTM detector: source mnist1d, val_auroc 0.9873, feature label_probability, "
+                    "sha256:0123456789abcdef")
     with pytest.raises(NoisylabInputError, match="no detector results"):
         detectors_report([])
 

@@ -148,8 +148,17 @@ def detectors_report(records, title="Label-error detectors") -> str:
         det = next((r["result"].get(key) for r in records if r["result"].get(key)), None)
         if det:
             det = {**det, "feature": det.get("feature") or "label_probability"}  # stores before the option
-            out += ["", f"{label}: " + ", ".join(f"{k} {v}" for k, v in det.items())]
+            out += ["", f"{label}: " + ", ".join(_detector_field(k, v) for k, v in det.items())]
     return "\n".join(out)
+
+
+def _detector_field(key, value):
+    """One ``key value`` item of the report's detector line (the fingerprint is already ``sha256:…``)."""
+    if key == "sha256":
+        return str(value)
+    if isinstance(value, float):
+        return f"{key} {value:.4f}"
+    return f"{key} {value}"
 
 
 def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=None, methods=None,
