@@ -300,3 +300,72 @@ def test_dataset_validation_and_to_tensors():
     assert torch.equal(X, torch.from_numpy(ds.X)) and y.tolist() == ds.y.tolist()
     with pytest.raises(NoisylabInputError, match="no fixed test split"):
         to_tensors(ds, test=True)
+
+
+# ------------------------------------------------------------------------------------ audit fixes
+@pytest.mark.parametrize("missing", ["data_batch_1", "batches.meta"])
+def test_incomplete_cifar10_folder_names_the_missing_file(cifar10_dir, missing):
+    root, _, _ = cifar10_dir
+    (root / missing).unlink()
+    with pytest.raises(NoisylabInputError, match=f"CIFAR-10 python folder but lacks {missing}"):
+        get_dataset(root)
+
+
+def test_incomplete_cifar100_folder_names_the_missing_file(tmp_path):
+    root = tmp_path / "cifar-100-python"
+    root.mkdir()
+    _pickle(root / "train", {b"data": _cifar_pixels(2, 1), b"fine_labels": [0, 1]})
+    with pytest.raises(NoisylabInputError, match="CIFAR-100 python folder but lacks test, meta"):
+        get_dataset(root)
+
+
+def test_image_folder_16bit_greyscale_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    values = np.array([[0, 257], [32768, 65535]], dtype=np.uint16)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        Image.fromarray(values).save(tmp_path / c / "0.png")
+    assert Image.open(tmp_path / "a" / "0.png").mode.startswith("I;16")
+    ds = load_image_folder(tmp_path)
+    expected = (values / 65535.0).astype(np.float32)
+    assert ds.meta["mode"] == "L" and ds.X.shape == (2, 1, 2, 2)
+    np.testing.assert_array_equal(ds.X[0, 0], expected)
+    assert "65535" in ds.meta["scaling"]
+    rgb = load_image_folder(tmp_path, mode="RGB")
+    assert rgb.X.shape == (2, 3, 2, 2) and all(np.array_equal(rgb.X[1, c], expected) for c in range(3))
+    # with an 8-bit image next to it, both are in [0, 1] on their own scales
+    _png(tmp_path / "a" / "1.png", np.full((2, 2), 51), "L")
+    mixed = load_image_folder(tmp_path)
+    assert np.allclose(mixed.X[1], 0.2) and np.array_equal(mixed.X[0, 0], expected)
+
+
+def test_image_folder_16bit_png_opened_as_mode_I(tmp_path, monkeypatch):
+    # Pillow < 10.3 opens 16-bit greyscale PNGs as mode "I" (int32 pixels 0..65535)
+    from PIL import Image
+
+    values = np.array([[0, 65535]], dtype=np.uint16)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        Image.fromarray(values).save(tmp_path / c / "0.png")
+    real_open = Image.open
+
+    def open_as_mode_i(path, *a, **k):
+        return real_open(path, *a, **k).convert("I")
+
+    monkeypatch.setattr(Image, "open", open_as_mode_i)
+    ds = load_image_folder(tmp_path)
+    assert ds.meta["mode"] == "L" and ds.X[0, 0].tolist() == [[0.0, 1.0]]
+
+
+def test_npz_object_array_and_unknown_loader_options(tmp_path):
+    p = tmp_path / "obj.npz"
+    np.savez(p, X=np.array([[1.0], [2.0]], dtype=object), y=np.array([0, 1]))
+    with pytest.raises(NoisylabInputError, match=r"Could not read 'X' from .*obj\.npz"):
+        get_dataset(p)
+    with pytest.raises(NoisylabInputError, match="load_digits takes no option 'n_train'"):
+        get_dataset("digits", n_train=5)
+    with pytest.raises(NoisylabInputError, match=r"load_mnist1d takes no option 'n'; its options are n_train, n_test"):
+        get_dataset("mnist1d", n=5)
+    with pytest.raises(NoisylabInputError, match="load_arrays takes no option 'mode'; its options are label_column"):
+        get_dataset(p, mode="L")

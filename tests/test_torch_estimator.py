@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch")
 
 from sklearn.base import clone  # noqa: E402
 
+from noisylab._validation import NoisylabInputError  # noqa: E402
 from noisylab.cv import cross_val_pred_probs, cv_folds  # noqa: E402
 from noisylab.torch.estimator import TorchClassifier  # noqa: E402
 
@@ -53,3 +54,26 @@ def test_best_epoch_on_noisy_validation(blobs):
     assert fitted.trainer_.best_epoch_ is not None
     val = fitted.trainer_.history_.column("val_acc")
     assert fitted.trainer_.best_epoch_ == int(np.argmax(val))
+
+
+def test_fitted_state_contract_and_refused_inputs(blobs):
+    import scipy.sparse as sp
+    from sklearn.exceptions import NotFittedError
+
+    X, y = blobs
+    clf = TorchClassifier(model="mlp", epochs=2, random_state=0)
+    for method in (clf.predict, clf.predict_proba):
+        with pytest.raises(NotFittedError):
+            method(X)
+    clf.fit(X, y)
+    assert clf.n_features_in_ == 4
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(NoisylabInputError, match="NaN or infinite"):
+        clf.predict(bad)
+    with pytest.raises(NoisylabInputError, match="needs dense X; got a sparse csr_matrix"):
+        TorchClassifier(epochs=1).fit(sp.csr_matrix(X), y)
+    with pytest.raises(NoisylabInputError, match="real numbers; got dtype complex"):
+        TorchClassifier(epochs=1).fit(X + 1j, y)
+    images = TorchClassifier(model="small_cnn", epochs=1).fit(np.zeros((30, 1, 8, 8), np.float32), y[::6])
+    assert not hasattr(images, "n_features_in_")

@@ -154,3 +154,22 @@ def test_resume_without_recording_is_refused(tmp_path):
         Trainer(Linearish, c, callbacks=[StopAt()]).fit(X, y)
     with pytest.raises(NoisylabInputError, match="cannot be continued"):
         Trainer(Linearish, c, callbacks=[DynamicsRecorder(tmp_path / "late.npy")]).fit(X, y)
+
+
+def test_true_labels_out_of_range_refused(tmp_path):
+    X, y, y_true = make_data(n=60)
+    with pytest.raises(NoisylabInputError, match=r"true_labels must lie in 0\.\.2 .*got -5\.\.-3"):
+        Trainer(Linearish, cfg(epochs=1), callbacks=[DynamicsRecorder(tmp_path / "d.npy", true_labels=y_true - 5)]).fit(X, y)
+    # a sidecar whose ground truth is out of range is refused when read back
+    Trainer(Linearish, cfg(epochs=1), callbacks=[DynamicsRecorder(tmp_path / "d.npy", true_labels=y_true)]).fit(X, y)
+    side = sidecar_path(tmp_path / "d.npy")
+    with np.load(side) as z:
+        meta = {k: z[k] for k in z.files}
+    assert np.array_equal(meta["is_noisy"], meta["true_labels"] != meta["labels"])
+    load_dynamics(tmp_path / "d.npy")
+    np.savez(side, **{**meta, "true_labels": meta["true_labels"] + 7})
+    with pytest.raises(NoisylabInputError, match=r"true_labels must be integers in 0\.\.2"):
+        load_dynamics(tmp_path / "d.npy")
+    np.savez(side, **{**meta, "is_noisy": ~meta["is_noisy"]})
+    with pytest.raises(NoisylabInputError, match="is_noisy disagrees"):
+        load_dynamics(tmp_path / "d.npy")

@@ -270,3 +270,44 @@ def test_explicit_validation_rows_and_validation_split():
     for bad in ([1, 1], [200], [-1], [0.5]):
         with pytest.raises(NoisylabInputError, match="val_indices"):
             Trainer(TinyNet, cfg(epochs=1, val_fraction=0.0)).fit(X, y, val_indices=bad)
+
+
+def test_predict_refuses_non_finite_and_takes_tensors():
+    X, y, _ = make_data(n=60)
+    tr = Trainer(TinyNet, cfg(epochs=1, val_fraction=0.0)).fit(X, y)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(NoisylabInputError, match="NaN or infinite"):
+        tr.predict_proba(bad)
+    bad[3, 1] = np.inf
+    with pytest.raises(NoisylabInputError, match="NaN or infinite"):
+        tr.predict(bad)
+    np.testing.assert_array_equal(tr.predict_proba(torch.from_numpy(X)), tr.predict_proba(X))
+
+
+def test_checkpoint_problems_are_clear_errors(tmp_path):
+    X, y, _ = make_data(n=60)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(NoisylabInputError, match=r"bad[/\\]checkpoint\.pt is not a readable noisylab checkpoint"):
+        Trainer(TinyNet, cfg(epochs=1, checkpoint_dir=bad)).fit(X, y)
+    torch.save({"some": torch.zeros(1)}, bad / "checkpoint.pt")
+    with pytest.raises(NoisylabInputError, match="is not a noisylab checkpoint"):
+        Trainer(TinyNet, cfg(epochs=1, checkpoint_dir=bad)).fit(X, y)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(NoisylabInputError, match="exists and is not a folder"):
+        Trainer(TinyNet, cfg(epochs=1, checkpoint_dir=a_file)).fit(X, y)
+    ok = tmp_path / "ok"
+    Trainer(lambda: nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3)), cfg(epochs=2, checkpoint_dir=ok)).fit(X, y)
+    with pytest.raises(NoisylabInputError, match=r"does not fit this model \(size mismatch for 0\.weight.*another model"):
+        Trainer(lambda: nn.Sequential(nn.Linear(2, 9), nn.ReLU(), nn.Linear(9, 3)), cfg(epochs=2, checkpoint_dir=ok)).fit(X, y)
+
+
+def test_validation_rows_covering_everything_and_no_callbacks():
+    X, y, _ = make_data(n=60)
+    with pytest.raises(NoisylabInputError, match="val_indices cover every row"):
+        Trainer(TinyNet, cfg(val_fraction=0.0)).fit(X, y, val_indices=np.arange(60))
+    tr = Trainer(TinyNet, cfg(epochs=1), callbacks=None).fit(X, y)
+    assert len(tr.history_) == 1

@@ -149,6 +149,14 @@ def read_dynamics(path, mmap_mode: str = "r"):
     if labels.size and (labels.min() < 0 or labels.max() >= meta["n_classes"]):
         raise NoisylabInputError(f"{side}: labels must lie in 0..{meta['n_classes'] - 1}; got "
                                  f"{labels.min()}..{labels.max()}.")
+    if "true_labels" in meta:
+        t = np.asarray(meta["true_labels"])
+        if t.shape != ids.shape or t.dtype.kind not in "iu" or (t.size and (t.min() < 0 or t.max() >= meta["n_classes"])):
+            raise NoisylabInputError(f"{side}: true_labels must be integers in 0..{meta['n_classes'] - 1} of shape "
+                                     f"({len(ids)},); got {t.dtype} {t.shape}"
+                                     + (f", values {t.min()}..{t.max()}." if t.size and t.dtype.kind in "iu" else "."))
+        if "is_noisy" in meta and not np.array_equal(np.asarray(meta["is_noisy"]), t != labels):
+            raise NoisylabInputError(f"{side}: is_noisy disagrees with true_labels != labels.")
     ec = meta["epochs_completed"]
     if isinstance(ec, bool) or not isinstance(ec, numbers.Integral) or not 0 <= ec <= meta["n_epochs"]:
         raise NoisylabInputError(f"{side}: epochs_completed must be an int in [0, {meta['n_epochs']}]; got {ec!r}.")

@@ -17,6 +17,7 @@ User data
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
 import pickle
@@ -369,12 +370,26 @@ def _cifar_arrays(path: Path, label_key: str):
     return data, labels
 
 
+_CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+_CIFAR100_FILES = ("train", "test", "meta")
+
+
 def _cifar_kind(root: Path):
-    if (root / "data_batch_1").is_file():
+    """``"cifar10"`` / ``"cifar100"`` when any file of that release's layout is in ``root``
+    (so an incomplete folder is reported by the file it lacks), else None."""
+    if any((root / f).is_file() for f in _CIFAR10_FILES):
         return "cifar10"
-    if (root / "train").is_file() and (root / "meta").is_file():
+    if any((root / f).is_file() for f in _CIFAR100_FILES):
         return "cifar100"
     return None
+
+
+def _missing_cifar_files(root: Path, kind: str) -> None:
+    files = _CIFAR10_FILES if kind == "cifar10" else _CIFAR100_FILES
+    missing = [f for f in files if not (root / f).is_file()]
+    if missing:
+        raise NoisylabInputError(f"{root} looks like a {'CIFAR-10' if kind == 'cifar10' else 'CIFAR-100'} python "
+                                 f"folder but lacks {', '.join(missing)}; expected all of {', '.join(files)}.")
 
 
 def load_cifar(path) -> Dataset:
@@ -409,6 +424,8 @@ def load_cifar(path) -> Dataset:
     if not root.is_dir():
         raise NoisylabInputError(f"CIFAR folder not found: {root}")
     kind = _cifar_kind(root)
+    if kind is not None:
+        _missing_cifar_files(root, kind)
     if kind == "cifar10":
         parts = [_cifar_arrays(_check_file(root / f"data_batch_{i}"), "labels") for i in range(1, 6)]
         Xte, yte = _cifar_arrays(_check_file(root / "test_batch"), "labels")
@@ -445,6 +462,11 @@ def _scan_split(split_dir: Path):
     return classes, {c: _list_images(split_dir / c) for c in classes}
 
 
+def _is_16bit(pil_mode: str) -> bool:
+    """16-bit greyscale as PIL opens a 16-bit PNG: ``I;16*`` (Pillow >= 10.3) or ``I`` (before)."""
+    return pil_mode == "I" or pil_mode.startswith("I;16")
+
+
 def load_image_folder(root, mode=None) -> Dataset:
     """Images in class folders, the layout of torchvision's ``ImageFolder``.
 
@@ -457,14 +479,15 @@ def load_image_folder(root, mode=None) -> Dataset:
         read in sorted order; files with other extensions are ignored.
     mode : {None, "RGB", "L"}, default=None
         Colour mode every image is converted to; None: ``"L"`` (one channel)
-        when every image is greyscale, else ``"RGB"``.
+        when every image is greyscale (8- or 16-bit), else ``"RGB"`` (a 16-bit
+        greyscale image then fills all three channels).
 
     Returns
     -------
     Dataset
-        ``X`` float32 (n, C, H, W) in [0, 1] (pixel / 255), with ``X_test`` when
-        there is a ``test`` folder (its classes must be among the training
-        classes).
+        ``X`` float32 (n, C, H, W) in [0, 1] (pixel / 255; 16-bit greyscale PNGs,
+        PIL mode ``I;16`` or ``I``, pixel / 65535), with ``X_test`` when there is a
+        ``test`` folder (its classes must be among the training classes).
 
     Raises
     ------
@@ -505,6 +528,7 @@ def load_image_folder(root, mode=None) -> Dataset:
     # First pass: headers only (PIL opens lazily) - sizes and modes.
     ref = None
     all_grey = True
+    deep = False  # any 16-bit greyscale image (PIL "I;16*"), scaled by 65535
     entries = {}
     for split, files in splits:
         entries[split] = [(f, classes.index(c)) for c in sorted(files) for f in files[c]]
@@ -514,7 +538,11 @@ def load_image_folder(root, mode=None) -> Dataset:
                     size, im_mode = im.size, im.mode
             except (UnidentifiedImageError, OSError) as exc:
                 raise NoisylabInputError(f"Could not read image {f}: {exc}") from None
-            all_grey &= im_mode in ("1", "L", "LA")
+            if im_mode == "F":
+                raise NoisylabInputError(f"Image {f} has float pixels (PIL mode 'F', no fixed range); save it as an "
+                                         "8- or 16-bit PNG first.")
+            all_grey &= im_mode in ("1", "L", "LA") or _is_16bit(im_mode)
+            deep |= _is_16bit(im_mode)
             if ref is None:
                 ref = (f, size)
             elif size != ref[1]:
@@ -528,19 +556,30 @@ def load_image_folder(root, mode=None) -> Dataset:
         ent = entries[split]
         if not ent:
             return None, None
-        arrs = []
-        for f, _ in ent:
+        X = None
+        for i, (f, _) in enumerate(ent):
             with Image.open(f) as im:
-                a = np.asarray(im.convert(target), dtype=np.uint8)
-            arrs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        X = np.stack(arrs).astype(np.float32) / np.float32(255.0)
+                if _is_16bit(im.mode):  # PIL's convert() would clip these to 255
+                    a = np.asarray(im)
+                    if a.size and (a.min() < 0 or a.max() > 65535):
+                        raise NoisylabInputError(f"Image {f} has pixel values {a.min()}..{a.max()}; a 16-bit "
+                                                 "greyscale image holds 0..65535.")
+                    a = a.astype(np.float32) / np.float32(65535.0)
+                    a = a[None] if target == "L" else np.repeat(a[None], 3, axis=0)
+                else:
+                    a = np.asarray(im.convert(target), dtype=np.uint8)
+                    a = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32) / np.float32(255.0)
+            if X is None:
+                X = np.empty((len(ent),) + a.shape, dtype=np.float32)
+            X[i] = a
         return X, np.asarray([lab for _, lab in ent], dtype=np.int64)
 
     Xtr, ytr = read("train")
     Xte, yte = read("test") if len(splits) > 1 else (None, None)
     return Dataset(Xtr, ytr, class_names=classes, name=root.name or "images", X_test=Xte, y_test=yte,
                    meta={"source": str(root), "layout": "train/test" if split_layout else "class folders",
-                         "mode": target, "scaling": "pixel / 255"})
+                         "mode": target,
+                         "scaling": "pixel / 255 (16-bit greyscale: / 65535)" if deep else "pixel / 255"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,7 +607,10 @@ def _encode(y_parts, class_names, path):
 def _npz_pick(z, keys, path, what, required=True):
     for k in keys:
         if k in z.files:
-            return np.asarray(z[k])
+            try:
+                return np.asarray(z[k])
+            except (OSError, ValueError) as exc:  # e.g. an object array (needs pickle, refused)
+                raise NoisylabInputError(f"Could not read {k!r} from {path}: {exc}") from None
     if required:
         raise NoisylabInputError(f"{path} holds arrays {list(z.files)}; expected one named "
                                  f"{' or '.join(repr(k) for k in keys)} for the {what}.")
@@ -706,6 +748,19 @@ def load_arrays(path, label_column=None) -> Dataset:
 DATASETS = {"digits": load_digits, "mnist1d": load_mnist1d, "gaussian": load_gaussian_mixture}
 
 
+def _check_loader_kwargs(loader, kwargs, what) -> None:
+    """Options the loader does not take are a clear error, not a ``TypeError`` from the call."""
+    params = inspect.signature(loader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        options = accepted[1:] if loader in (load_cifar, load_image_folder, load_arrays) else accepted
+        raise NoisylabInputError(f"{what}: {loader.__name__} takes no option {', '.join(map(repr, unknown))}; "
+                                 f"its options are {', '.join(options) if options else '(none)'}.")
+
+
 def get_dataset(name_or_path, **kwargs) -> Dataset:
     """Load a registered data set by name, or user data by path.
 
@@ -725,14 +780,18 @@ def get_dataset(name_or_path, **kwargs) -> Dataset:
         or a path that does not exist.
     """
     if isinstance(name_or_path, str) and name_or_path in DATASETS:
-        return DATASETS[name_or_path](**kwargs)
+        loader = DATASETS[name_or_path]
+        _check_loader_kwargs(loader, kwargs, name_or_path)
+        return loader(**kwargs)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise NoisylabInputError(f"dataset must be a name or a path; got {type(name_or_path).__name__}.")
     p = Path(name_or_path)
     if p.is_dir():
-        kind = _cifar_kind(p)
-        return load_cifar(p, **kwargs) if kind else load_image_folder(p, **kwargs)
+        loader = load_cifar if _cifar_kind(p) else load_image_folder
+        _check_loader_kwargs(loader, kwargs, p)
+        return loader(p, **kwargs)
     if p.is_file():
+        _check_loader_kwargs(load_arrays, kwargs, p)
         return load_arrays(p, **kwargs)
     text = str(name_or_path)
     if os.sep in text or "/" in text or p.suffix:

@@ -9,11 +9,24 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .._validation import NoisylabInputError, check_labels
 
 __all__ = ["TorchClassifier"]
+
+
+def _check_features(X) -> np.ndarray:
+    """``X`` as a dense real float32 array; sparse and complex inputs are refused, not mangled."""
+    if sp.issparse(X):
+        raise NoisylabInputError(f"TorchClassifier needs dense X; got a sparse {type(X).__name__}.  "
+                                 "Convert it with X.toarray() if it fits in memory.")
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise NoisylabInputError(f"X must hold real numbers; got dtype {X.dtype}.")
+    return X.astype(np.float32, copy=False)
 
 
 class TorchClassifier(ClassifierMixin, BaseEstimator):
@@ -69,7 +82,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         from .trainer import Trainer, TrainConfig
 
         y = check_labels(y)
-        X = np.asarray(X, dtype=np.float32)
+        X = _check_features(X)
         if X.ndim < 2 or X.shape[0] != y.shape[0]:
             raise NoisylabInputError(f"X must have shape (n, ...) with n = len(y) = {y.shape[0]}; got {X.shape}.")
         K = int(y.max()) + 1 if self.n_classes is None else int(self.n_classes)
@@ -85,11 +98,20 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.trainer_ = Trainer(build, config).fit(X, y)
         self.classes_ = np.arange(K)
         self.model_name_ = name
+        if X.ndim == 2:
+            self.n_features_in_ = int(X.shape[1])
+        elif hasattr(self, "n_features_in_"):  # refitted on images: drop the tabular attribute
+            del self.n_features_in_
         return self
 
     def predict_proba(self, X):
+        """Class probabilities (n, K), rows summing to 1; the best epoch's weights when
+        ``val_fraction > 0`` (chosen on the noisy validation split), else the last epoch's."""
+        check_is_fitted(self, "trainer_")
         which = "best" if self.trainer_.best_epoch_ is not None else "last"
-        return self.trainer_.predict_proba(np.asarray(X, dtype=np.float32), which=which)
+        return self.trainer_.predict_proba(_check_features(X), which=which)
 
     def predict(self, X):
+        """Predicted classes (n,): the argmax of :meth:`predict_proba`."""
+        check_is_fitted(self, "trainer_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -100,6 +100,9 @@ class DynamicsRecorder(Callback):
             if t.shape != (len(trainer.X_),) or t.dtype.kind not in "iu":
                 raise NoisylabInputError(f"true_labels must be integer labels of shape ({len(trainer.X_)},) like y; "
                                          f"got {t.dtype} {t.shape}.")
+            if t.size and (t.min() < 0 or t.max() >= K):
+                raise NoisylabInputError(f"true_labels must lie in 0..{K - 1} (the model has {K} outputs); got "
+                                         f"{t.min()}..{t.max()}.")
             self._meta["true_labels"] = t[ids].astype(np.int64)
             self._meta["is_noisy"] = self._meta["true_labels"] != labels
         start = trainer.start_epoch_

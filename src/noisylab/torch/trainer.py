@@ -518,6 +518,20 @@ def _strategy_params_digest(strategy) -> str:
     return h.hexdigest()
 
 
+def _load_checkpoint(path: Path) -> dict:
+    """``torch.load`` of a checkpoint with the safe loader; anything unreadable is a clear error."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise NoisylabInputError(
+            f"{path} is not a readable noisylab checkpoint ({type(e).__name__}); it may be truncated or "
+            "written by something else.  Delete it to start over, or use another checkpoint_dir.") from e
+    if not isinstance(ckpt, dict) or "config_hash" not in ckpt:
+        raise NoisylabInputError(f"{path} is not a noisylab checkpoint (no config hash).  Delete it to start over, "
+                                 "or use another checkpoint_dir.")
+    return ckpt
+
+
 class Trainer:
     """Train a model with a :class:`Strategy` and :class:`Callback` s.
 
@@ -553,7 +567,7 @@ class Trainer:
     """
 
     def __init__(self, model, config: TrainConfig | None = None, strategy: Strategy | None = None,
-                 callbacks: Sequence[Callback] = ()):
+                 callbacks: Sequence[Callback] | None = ()):
         self.model = model
         self.config = config if config is not None else TrainConfig()
         self.strategy = strategy
@@ -574,10 +588,16 @@ class Trainer:
 
     @torch.no_grad()
     def predict_logits(self, X: torch.Tensor, which: str = "last") -> torch.Tensor:
-        """Logits of ``X`` (a tensor on the device) in eval mode, in ``eval_batch_size`` blocks."""
+        """Logits of ``X`` in eval mode, in ``eval_batch_size`` blocks, on the training device.
+
+        ``X`` may live on any device: each block is moved to the training device (a no-op when it
+        is already there), so a CPU tensor never has to fit in GPU memory as a whole.
+        """
         with self._weights(which):
             bs = self.config.eval_batch_size
-            return torch.cat([self.strategy_.predict_logits(X[i:i + bs]) for i in range(0, len(X), bs)])
+            dev = self.device_
+            return torch.cat([self.strategy_.predict_logits(X[i:i + bs].to(dev))
+                              for i in range(0, len(X), bs)])
 
     @contextlib.contextmanager
     def _weights(self, which):
@@ -605,6 +625,8 @@ class Trainer:
         if tuple(Xt.shape[1:]) != self._x_shape:
             raise NoisylabInputError(f"X has example shape {tuple(Xt.shape[1:])}; the model was trained on "
                                      f"{self._x_shape}.")
+        if not bool(torch.isfinite(Xt).all()):
+            raise NoisylabInputError("X contains NaN or infinite values.")
         return torch.softmax(self.predict_logits(Xt, which).double(), dim=1).cpu().numpy()
 
     def predict(self, X, which: str = "last") -> np.ndarray:
@@ -641,10 +663,15 @@ class Trainer:
         ckpt_path = ckpt = None
         if cfg.checkpoint_dir is not None:
             ckpt_dir = Path(cfg.checkpoint_dir)
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            if ckpt_dir.exists() and not ckpt_dir.is_dir():
+                raise NoisylabInputError(f"checkpoint_dir {ckpt_dir} exists and is not a folder.")
+            try:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise NoisylabInputError(f"cannot create checkpoint_dir {ckpt_dir}: {e.strerror or e}.") from e
             ckpt_path = ckpt_dir / CHECKPOINT_NAME
             if ckpt_path.exists():
-                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+                ckpt = _load_checkpoint(ckpt_path)
                 if ckpt.get("config_hash") != config_hash:
                     raise NoisylabInputError(
                         f"{ckpt_path} was written by a training with a different configuration "
@@ -670,7 +697,8 @@ class Trainer:
         else:
             train_idx, val_idx = np.setdiff1d(np.arange(len(y_np)), val_indices), val_indices
         if len(train_idx) == 0:
-            raise NoisylabInputError("val_fraction leaves no training examples.")
+            raise NoisylabInputError("val_indices cover every row: no training examples are left."
+                                     if val_indices is not None else "val_fraction leaves no training examples.")
         if cfg.drop_last and len(train_idx) < cfg.batch_size:
             raise NoisylabInputError(f"drop_last=True with batch_size={cfg.batch_size} > {len(train_idx)} training "
                                      "examples would train on nothing.")
@@ -707,7 +735,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- internals
     def _train(self, cfg: TrainConfig, ckpt_path):
-        cbs = list(self.callbacks)
+        cbs = list(self.callbacks or ())
         for cb in cbs:
             cb.on_train_begin(self)
         bar = None
@@ -810,7 +838,7 @@ class Trainer:
 
     def _save(self, path: Path, epochs_done: int):
         cb_states = {}
-        for i, cb in enumerate(self.callbacks):
+        for i, cb in enumerate(self.callbacks or ()):
             s = cb.state_dict()
             if s is not None:
                 cb_states[str(i)] = s
@@ -836,7 +864,16 @@ class Trainer:
             raise NoisylabInputError(f"Unsupported checkpoint format {ckpt.get('format_version')!r}.")
         # Tensors stay on the CPU: load_state_dict copies model tensors onto their parameters and
         # optimizers place their state themselves; strategies move their extra state as needed.
-        self.strategy_.load_state_dict(ckpt["strategy"])
+        try:
+            self.strategy_.load_state_dict(ckpt["strategy"])
+        except (RuntimeError, KeyError, ValueError) as e:  # e.g. another architecture: size mismatch
+            path = Path(self.config.checkpoint_dir) / CHECKPOINT_NAME
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            first = next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln),
+                         lines[0] if lines else type(e).__name__)
+            raise NoisylabInputError(
+                f"{path} does not fit this model ({first}); it was probably written for another model "
+                "architecture.  Use another checkpoint_dir or delete the checkpoint.") from e
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch_cpu"])
         if dev.type == "cuda" and "torch_cuda" in rng:
@@ -848,7 +885,7 @@ class Trainer:
         best = ckpt["best"]
         if best["epoch"] >= 0:
             self.best_epoch_, self._best_val, self._best_models = best["epoch"], best["val_acc"], best["models"]
-        for i, cb in enumerate(self.callbacks):
+        for i, cb in enumerate(self.callbacks or ()):
             if str(i) in ckpt.get("callbacks", {}):
                 cb.load_state_dict(ckpt["callbacks"][str(i)])
         self.start_epoch_ = int(ckpt["epoch"])
