@@ -238,3 +238,36 @@ def test_one_class_rejected_consistently():
     for labels in (y, y + 1):
         with pytest.raises(nl.NoisylabInputError, match="only one class"):
             nl.find_label_issues(labels, P)
+
+
+def test_converged_latent_estimates_stay_probabilities_and_match_cleanlab():
+    # a calibrated confident joint on which unclipped Bayes updates give rates of -0.07 and 1.07
+    cj = np.array([[2, 0, 2, 0, 0], [0, 2, 2, 0, 0], [0, 0, 0, 0, 1], [0, 0, 1, 3, 0], [0, 0, 1, 2, 4]])
+    labels = np.repeat(np.arange(5), cj.sum(axis=1))
+    py, nm, inv = nl.estimate_latent(cj, labels, converge_latent_estimates=True)
+    ref = cc.estimate_latent(cj, labels, converge_latent_estimates=True)
+    np.testing.assert_allclose(inv[:, 3], [0, 0, 0, 1, 0], atol=1e-6)  # unclipped: -0.071 and 1.071
+    for m in (nm, inv):
+        assert m.min() >= 0 and m.max() <= 1
+        np.testing.assert_allclose(m.sum(axis=0), 1, atol=1e-12)
+    # class 2 has a zero diagonal: p(y*=2) sits at the floor here and drifts to ~1e-5 in cleanlab (documented)
+    for ours, theirs in zip((py, nm, inv), ref):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-5)
+    # random small problems whose confident joint has a non-zero diagonal: equal to 1e-9
+    checked = 0
+    for seed in range(300):
+        r = np.random.default_rng(seed)
+        K = int(r.integers(2, 7))
+        n = int(r.integers(3 * K, 120))
+        y = r.integers(0, K, n)
+        L = r.normal(size=(n, K)) * r.uniform(0.5, 3)
+        L[np.arange(n), y] += r.uniform(0, 3)
+        P = np.exp(L) / np.exp(L).sum(axis=1, keepdims=True)
+        cj = cc.compute_confident_joint(y, P)
+        if len(np.unique(y)) < K or (np.diag(cj) == 0).any():
+            continue
+        checked += 1
+        for ours, theirs in zip(nl.estimate_latent(cj, y, converge_latent_estimates=True),
+                                cc.estimate_latent(cj, y, converge_latent_estimates=True)):
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    assert checked > 100

@@ -121,21 +121,19 @@ def _compute_confident_joint(y, P, thresholds=None, calibrate=True, want_offdiag
 
 
 def _clip_noise_rates(M):
-    """Clip off-diagonal rates to [0, MAX_NOISE_RATE] and renormalise columns to sum to 1.
+    """Clip off-diagonal rates to [0, MAX_NOISE_RATE], keep the diagonal, divide each column by its sum.
 
-    The diagonal is kept, then every column is rescaled so that its
-    off-diagonal part sums to ``1 - diagonal`` (columns with no off-diagonal
-    mass are left as they are).
+    Columns whose sum is 0 (a class that never occurs) are left as they are.  This is the
+    reference's rule (cleanlab's ``clip_noise_rates``, observed as a black box): a column that
+    does not sum to 1 is rescaled as a whole, diagonal included, so every entry ends in [0, 1]
+    whenever the diagonal is non-negative.
     """
     M = np.asarray(M, dtype=np.float64)
     diag = np.diag(M).copy()
     C = np.clip(M, 0.0, MAX_NOISE_RATE)
-    np.fill_diagonal(C, 0.0)
-    off = C.sum(axis=0)
-    scale = np.divide(1.0 - diag, off, out=np.ones_like(off), where=off != 0)
-    C = C * scale
     np.fill_diagonal(C, diag)
-    return C
+    total = C.sum(axis=0)
+    return np.divide(C, total, out=C.copy(), where=total != 0)
 
 
 def _clip_py(py):
@@ -184,18 +182,23 @@ def _converge(ps, py, noise_matrix, inverse_noise_matrix, inner=5, outer=3):
 
     ``outer`` times: ``inner`` times recompute the inverse matrix from
     (noise matrix, p(y*), p(ỹ)) and p(y*) by the ``"cnt"`` rule; then the
-    noise matrix from (inverse matrix, p(ỹ), p(y*)).  This fixed schedule
+    noise matrix from (inverse matrix, p(ỹ), p(y*)).  Each recomputed matrix
+    is clipped by :func:`_clip_noise_rates` (unclipped, Bayes' rule on
+    inconsistent estimates gives "rates" below 0 and above 1).  This fixed schedule
     reproduces the reference estimates when every class appears in the
-    labels.  For a class absent from the labels noisylab keeps p(y*) at its
-    clipping floor (1e-6); the reference lets it drift up (to about 1e-5).
+    labels.  For a class whose noise-matrix diagonal is 0 (a class absent from
+    the labels, or one with no confidently counted example of its own)
+    noisylab keeps p(y*) at its clipping floor (1e-6); the reference lets it
+    drift up to about 1e-5, so p(y*) and the other classes' shares differ from
+    the reference by up to about 1e-5 there (the matrices by less).
     """
     for _ in range(outer):
         for _ in range(inner):
             # P(y*=j | ỹ=i) = P(ỹ=i | y*=j) p(y*=j) / p(ỹ=i), columns = ỹ
-            inverse_noise_matrix = (noise_matrix * py).T / np.clip(ps, _TINY, None)
+            inverse_noise_matrix = _clip_noise_rates((noise_matrix * py).T / np.clip(ps, _TINY, None))
             py = _compute_py(ps, noise_matrix, inverse_noise_matrix, "cnt", None)
         # P(ỹ=i | y*=j) = P(y*=j | ỹ=i) p(ỹ=i) / p(y*=j)
-        noise_matrix = (inverse_noise_matrix * ps).T / np.clip(py, _TINY, None)
+        noise_matrix = _clip_noise_rates((inverse_noise_matrix * ps).T / np.clip(py, _TINY, None))
     return py, noise_matrix, inverse_noise_matrix
 
 
