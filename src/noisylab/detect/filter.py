@@ -79,7 +79,11 @@ def _keep_at_least_n_per_class(cj_cal, n, frac_noise):
     if frac_noise != 1.0:
         scaled = M * frac_noise
         scaled[d, d] = new_diag
-        scaled[d, d] += M.sum(axis=0) - scaled.sum(axis=0)
+        # The removed mass summed as the reference sums it: per column of the differences, with
+        # the columns contiguous in memory (its matrix is column-major here), so numpy adds them
+        # with its unrolled pairwise sum.  Another order rounds differently (181.99999999999997
+        # instead of 182) and the truncation below then prunes one example more or less.
+        scaled[d, d] += np.asfortranarray(M - scaled).sum(axis=0)
         M = scaled
     return M.astype(np.int64)
 
