@@ -637,3 +637,30 @@ def test_overflowing_row_sum_is_a_clear_error_without_warnings(method):
             noisylab.find_label_issues([0, 1, 2, 0], P)
         with pytest.raises(noisylab.NoisylabInputError, match=r"row 1 sums to 6e\+38"):
             noisylab.get_label_quality_scores([0, 1, 2, 0], P, method=method)
+
+
+def test_float16_renormalises_up_to_2e2_as_documented(data):
+    y, P, _ = data
+    with pytest.warns(UserWarning, match="renormalis"):
+        nl.find_label_issues(y, _off_by(P, 0.015).astype(np.float16))
+    with pytest.raises(NoisylabInputError, match=r"sum to 1.*tolerance"):
+        nl.find_label_issues(y, _off_by(P, 0.03).astype(np.float16))
+
+
+def test_thresholds_np_matrix_and_single_class_cv_messages(data):
+    from sklearn.linear_model import LogisticRegression
+
+    y, P, _ = data
+    K = P.shape[1]
+    with pytest.raises(NoisylabInputError, match=r"thresholds must be .* finite numbers .*got dtype <U1"):
+        nl.compute_confident_joint(y, P, thresholds=["a"] * K)
+    with pytest.raises(NoisylabInputError, match=r"got non-finite values"):
+        nl.compute_confident_joint(y, P, thresholds=[0.5] * (K - 1) + [np.nan])
+    with pytest.raises(NoisylabInputError, match=rf"got shape \({K - 1},\)"):
+        nl.compute_confident_joint(y, P, thresholds=[0.5] * (K - 1))
+    np.testing.assert_array_equal(nl.find_label_issues(y, np.asmatrix(P)), nl.find_label_issues(y, P))
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(NoisylabInputError, match="single class"):
+        nl.estimate_cv_predicted_probabilities(X, np.zeros(30, int), LogisticRegression(), cv_n_folds=3)
+    with pytest.raises(NoisylabInputError, match=r"cv_n_folds must be an integer >= 2; got 3\.0"):
+        nl.estimate_cv_predicted_probabilities(X, np.arange(30) % 2, LogisticRegression(), cv_n_folds=3.0)

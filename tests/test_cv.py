@@ -102,7 +102,7 @@ def test_parallel_processes_give_the_same_result(digits_noisy):
 def test_bad_inputs():
     y = np.arange(30) % 3
     X = np.zeros((30, 2))
-    with pytest.raises(NoisylabInputError, match="n_folds must be >= 2"):
+    with pytest.raises(NoisylabInputError, match="n_folds must be an integer >= 2; got 1"):
         cross_val_pred_probs(IndexSpy(), X, y, n_folds=1)
     with pytest.raises(NoisylabInputError, match="at least n_folds=20"):
         cross_val_pred_probs(IndexSpy(), X, y, n_folds=20)
@@ -149,3 +149,23 @@ def test_clean_learning_is_a_scikit_learn_estimator(digits_noisy):
     assert fitted.label_issues_mask_ is mask and not hasattr(fitted, "pred_probs_")
     with pytest.raises(NoisylabInputError, match="boolean mask"):
         CleanLearning().fit(X[:600], y[:600], label_issues=np.zeros(5))
+
+
+def test_dataframe_rows_are_positional_in_cv_and_cleanlearning():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = np.arange(60) % 3
+    X[np.arange(60), y] += 2.0
+    ref = cross_val_pred_probs(LogisticRegression(), X, y, n_folds=3)
+    # integer column labels and a reversed index: X[idx] would pick columns / labels, not rows
+    df = pd.DataFrame(X, columns=[0, 1, 2], index=np.arange(60)[::-1])
+    np.testing.assert_array_equal(cross_val_pred_probs(LogisticRegression(), df, y, n_folds=3), ref)
+    ours = CleanLearning(LogisticRegression(), cv_n_folds=3).fit(df, y)
+    plain = CleanLearning(LogisticRegression(), cv_n_folds=3).fit(X, y)
+    np.testing.assert_array_equal(ours.label_issues_mask_, plain.label_issues_mask_)
+    np.testing.assert_allclose(ours.predict_proba(df), plain.predict_proba(X))
+    with pytest.raises(NoisylabInputError, match=r"n_folds must be an integer >= 2; got 3\.0"):
+        cross_val_pred_probs(LogisticRegression(), X, y, n_folds=3.0)
+    with pytest.raises(NoisylabInputError, match="n_folds must be an integer >= 2"):
+        cv_folds(y, True)

@@ -37,3 +37,37 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     with atomic_write(target) as fh:
         fh.write("new")
     assert target.read_text() == "new"
+
+
+def test_encode_labels_never_truncates_and_refuses_mixed_or_2d():
+    from noisylab import NoisylabInputError
+
+    with pytest.raises(NoisylabInputError, match=r"label 'catfish' is not one of the 2 classes"):
+        encode_labels(["cat", "dog", "catfish"], classes=["cat", "dog"])
+    codes, classes = encode_labels(["dog", "cat"], classes=["cat", "dog"])
+    assert codes.tolist() == [1, 0]
+    with pytest.raises(NoisylabInputError, match="mix values of types NoneType, str"):
+        encode_labels(np.array(["a", None], dtype=object))
+    with pytest.raises(NoisylabInputError, match=r"one-dimensional .*\(2, 2\)"):
+        encode_labels([["a", "b"], ["c", "d"]])
+
+
+def test_whole_number_float_labels_in_csv_are_class_indices(tmp_path):
+    p = tmp_path / "fl.csv"
+    p.write_text("label\n0.0\n1.0\n2.0\n10.0\n")
+    values = read_labels(p).values
+    assert values.dtype == np.int64 and values.tolist() == [0, 1, 2, 10]
+    codes, classes = encode_labels(values)
+    assert codes.tolist() == [0, 1, 2, 10] and classes is None  # class 10 is column 10, not column 2
+    p.write_text("label\n0.5\n1.0\n")
+    assert read_labels(p).values.tolist() == ["0.5", "1.0"]  # not all whole numbers: names
+
+
+def test_read_matrix_corrupt_npy(tmp_path):
+    from noisylab import NoisylabInputError
+    from noisylab.io import read_matrix
+
+    p = tmp_path / "bad.npy"
+    p.write_bytes(b"\x93NUMPYxx")
+    with pytest.raises(NoisylabInputError, match=r"Could not read .*bad\.npy as a \.npy matrix"):
+        read_matrix(p)

@@ -187,7 +187,8 @@ def _row_sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
 
 
 def _renormalize_tolerance(dtype: np.dtype, n_classes: int) -> float:
-    """Rows off by more than the rounding tolerance but at most this are renormalised."""
+    """Rows off by more than the rounding tolerance but at most this are renormalised: 1e-2, and
+    2e-2 for float16, whose rounding tolerance is already 1e-2."""
     return 2e-2 if dtype == np.float16 else ROW_SUM_RENORMALIZE_TOL
 
 
@@ -198,6 +199,8 @@ def _is_dask_array(x) -> bool:
 
 def _check_pred_probs_structure(pred_probs, name):
     """Type, dimension, shape and dtype checks of ``pred_probs`` (no pass over the values)."""
+    if isinstance(pred_probs, np.matrix):  # its 2-D-only indexing breaks row operations
+        pred_probs = np.asarray(pred_probs)
     if isinstance(pred_probs, np.ndarray) or _is_dask_array(pred_probs):
         P = pred_probs
         if getattr(P, "ndim", 0) == 2 and _is_dask_array(P) and any(np.isnan(c) for c in P.chunks[0]):
@@ -228,7 +231,8 @@ def check_pred_probs(pred_probs, *, name: str = "pred_probs", chunk_rows: int | 
     The array's float dtype is kept (float16/32/64; other dtypes are
     converted to float64).  NaN, infinities and negative values are
     rejected.  Rows whose sum differs from 1 by more than float rounding of
-    the dtype but by at most :data:`ROW_SUM_RENORMALIZE_TOL` are renormalised
+    the dtype but by at most :data:`ROW_SUM_RENORMALIZE_TOL` (float16: 2e-2, twice its
+    rounding tolerance) are renormalised
     with a warning (in a copy); larger deviations are rejected.  See
     :func:`_row_sum_tolerance` for what counts as rounding.
     """

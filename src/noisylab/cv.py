@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 from pathlib import Path
 
@@ -39,6 +40,18 @@ def _split_seed(random_state) -> int:
     return int(random_state)
 
 
+def _check_n_folds(n_folds) -> int:
+    if isinstance(n_folds, (bool, np.bool_)) or not isinstance(n_folds, numbers.Integral) or n_folds < 2:
+        raise NoisylabInputError(f"n_folds must be an integer >= 2; got {n_folds!r}.")
+    return int(n_folds)
+
+
+def take_rows(X, idx):
+    """Rows ``idx`` of ``X``: positional for pandas objects (``.iloc``), plain indexing otherwise
+    (numpy arrays, scipy sparse matrices, tensors)."""
+    return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
+
+
 def cv_folds(labels, n_folds=4, random_state=0):
     """Stratified K-fold split: a list of ``(train_idx, test_idx)`` (both sorted), one per fold.
 
@@ -47,9 +60,7 @@ def cv_folds(labels, n_folds=4, random_state=0):
     from sklearn.model_selection import StratifiedKFold
 
     y = check_labels(labels)
-    n_folds = int(n_folds)
-    if n_folds < 2:
-        raise NoisylabInputError(f"n_folds must be >= 2; got {n_folds}.")
+    n_folds = _check_n_folds(n_folds)
     counts = np.bincount(y)
     smallest = counts[counts > 0].min()
     if smallest < n_folds:
@@ -83,8 +94,8 @@ def _fit_fold(clf, X, y, train_idx, test_idx, n_classes):
     from sklearn.base import clone
 
     model = clone(clf)
-    model.fit(X[train_idx], y[train_idx])
-    proba = np.asarray(model.predict_proba(X[test_idx]), dtype=np.float64)
+    model.fit(take_rows(X, train_idx), y[train_idx])
+    proba = np.asarray(model.predict_proba(take_rows(X, test_idx)), dtype=np.float64)
     classes = np.asarray(getattr(model, "classes_", np.arange(proba.shape[1])))
     if proba.shape != (test_idx.shape[0], classes.shape[0]):
         raise NoisylabInputError(
@@ -165,6 +176,7 @@ def cross_val_pred_probs(clf, X, labels, *, n_folds=4, random_state=0, n_classes
     K = int(y.max()) + 1 if n_classes is None else int(n_classes)
     if y.max() >= K:
         raise NoisylabInputError(f"labels go up to {int(y.max())} but n_classes={K}.")
+    n_folds = _check_n_folds(n_folds)
     split = cv_folds(y, n_folds, random_state)
     fingerprint = _fingerprint(y, K, n_folds, random_state, clf)
     todo = list(range(n_folds)) if folds is None else sorted({int(f) for f in folds})

@@ -71,10 +71,17 @@ def _pick(npz, keys, path, what):
 
 
 def _maybe_number(s: str):
+    """``s`` as an int class index: ``"3"`` and whole-number floats such as ``"3.0"`` (what pandas
+    writes for an integer column that had missing values); None for anything else."""
     try:
         return int(s)
     except ValueError:
+        pass
+    try:
+        f = float(s)
+    except ValueError:
         return None
+    return int(f) if f.is_integer() else None
 
 
 def _csv_rows(p: Path):
@@ -171,7 +178,10 @@ def read_matrix(path) -> np.ndarray:
     """Read a numeric matrix from ``.npy`` or ``.csv`` (an optional non-numeric header row is skipped)."""
     p = _check_file(path)
     if p.suffix.lower() == ".npy":
-        return np.load(p, allow_pickle=False)
+        try:
+            return np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise NoisylabInputError(f"Could not read {p} as a .npy matrix: {exc}") from None
     rows = _csv_rows(p)
     try:
         [float(c) for c in rows[0]]
@@ -211,6 +221,8 @@ def encode_labels(values, classes=None):
         The class of each index (None when integer labels were used as is).
     """
     values = np.asarray(values)
+    if values.ndim != 1:
+        raise NoisylabInputError(f"labels must be one-dimensional (n,); got shape {values.shape}.")
     if values.dtype.kind == "b":
         raise NoisylabInputError(
             "labels are booleans; give integer class indices or class names (cast True/False with .astype(int) "
@@ -223,12 +235,19 @@ def encode_labels(values, classes=None):
             from ._validation import check_labels
 
             return check_labels(values), None
-        classes = np.unique(values)
+        try:
+            classes = np.unique(values)
+        except TypeError:
+            kinds = sorted({type(v).__name__ for v in values.tolist()})
+            raise NoisylabInputError(f"labels mix values of types {', '.join(kinds)} that cannot be sorted into "
+                                     "classes; give all labels as names or all as integers (no None).") from None
     classes = np.asarray(classes)
     if len(set(classes.tolist())) != len(classes):
         raise NoisylabInputError("class names must be unique.")
     lookup = {c: i for i, c in enumerate(classes.tolist())}
-    keyed = values.astype(classes.dtype) if classes.dtype.kind in "US" else values
+    # Compare as text when the classes are text; astype(str) sizes the strings to fit (casting to
+    # the classes' own fixed width would truncate "catfish" to "cat").
+    keyed = values.astype({"U": str, "S": bytes}[classes.dtype.kind]) if classes.dtype.kind in "US" else values
     try:
         codes = np.fromiter((lookup[v] for v in keyed.tolist()), dtype=np.int64, count=len(values))
     except KeyError as exc:

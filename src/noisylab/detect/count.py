@@ -21,6 +21,7 @@ has columns that sum to 1.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -270,12 +271,14 @@ def compute_confident_joint(labels, pred_probs, *, thresholds=None, calibrate=Tr
     """
     y, P = check_labels_and_pred_probs(labels, pred_probs)
     if thresholds is not None:
-        thresholds = np.asarray(thresholds)
-        if thresholds.shape != (P.shape[1],) or not np.all(np.isfinite(thresholds)):
+        t = np.asarray(thresholds)
+        if t.shape != (P.shape[1],) or t.dtype.kind not in "iuf" or not np.all(np.isfinite(t)):
+            got = f"shape {t.shape}" if t.shape != (P.shape[1],) else (
+                f"dtype {t.dtype}" if t.dtype.kind not in "iuf" else "non-finite values")
             raise NoisylabInputError(
-                f"thresholds must be {P.shape[1]} finite numbers (one per column of pred_probs); "
-                f"got shape {thresholds.shape}."
+                f"thresholds must be {P.shape[1]} finite numbers (one per column of pred_probs); got {got}."
             )
+        thresholds = t
     cj, offdiag = _compute_confident_joint(y, P, thresholds, calibrate, return_indices_of_off_diagonals)
     if return_indices_of_off_diagonals:
         return cj, np.flatnonzero(offdiag)
@@ -427,8 +430,11 @@ def estimate_cv_predicted_probabilities(X, labels, clf=None, *, cv_n_folds=5, se
     if X.shape[0] != y.shape[0]:
         raise NoisylabInputError(f"X and labels must have the same length; got {X.shape[0]} and {y.shape[0]}.")
     counts = np.bincount(y, minlength=K)
-    if int(cv_n_folds) < 2:
-        raise NoisylabInputError(f"cv_n_folds must be >= 2; got {cv_n_folds}.")
+    if isinstance(cv_n_folds, (bool, np.bool_)) or not isinstance(cv_n_folds, numbers.Integral) or cv_n_folds < 2:
+        raise NoisylabInputError(f"cv_n_folds must be an integer >= 2; got {cv_n_folds!r}.")
+    if np.count_nonzero(counts) < 2:
+        raise NoisylabInputError(f"labels hold a single class ({int(y[0])}); cross-validated probabilities need at "
+                                 "least two classes.")
     if counts[counts > 0].min() < cv_n_folds:
         raise NoisylabInputError(
             f"every class needs at least cv_n_folds={cv_n_folds} examples for stratified cross-validation; "

@@ -2,7 +2,7 @@
 
 Same names and arguments as ``cleanlab.rank`` (2.9); results equal cleanlab's
 to floating-point identity (checked by differential tests), in the dtype of
-``pred_probs``.  Computed in row chunks without copying ``pred_probs``.
+``pred_probs`` (``confidence_weighted_entropy``: float64, as in cleanlab).  Computed in row chunks without copying ``pred_probs``.
 """
 from __future__ import annotations
 
@@ -127,8 +127,8 @@ def get_label_quality_scores(labels, pred_probs, *, method="self_confidence", ad
     Returns
     -------
     scores : ndarray of shape (n,)
-        In [0, 1], in ``pred_probs``' dtype (float16 for entropy scores is
-        promoted to float32).
+        In [0, 1], in ``pred_probs``' dtype, except ``confidence_weighted_entropy``:
+        float64 for every input dtype (as in cleanlab).
     """
     method = check_option("method", method, RANKING_METHODS)
     if adjust_pred_probs and method == "confidence_weighted_entropy":
