@@ -125,8 +125,9 @@ def test_bench_detectors_cli_tiny(tmp_path, capsys):
     assert "AUROC of each detector" in capsys.readouterr().out
 
 
-def test_bench_docs_uses_the_current_grid_runs_only(tmp_path):
+def test_bench_docs_uses_the_current_grid_runs_only(tmp_path, monkeypatch):
     """A store keeps the records of earlier protocols; the page must not average them in."""
+    import noisylab.bench.cl_cifar10 as clc
     from noisylab.bench.results_doc import results_markdown
     from noisylab.bench.robust import robust_grid
 
@@ -137,8 +138,15 @@ def test_bench_docs_uses_the_current_grid_runs_only(tmp_path):
     store.append({"spec": spec, "result": {"test_acc": 0.6, "test_acc_last": 0.6, "seconds_per_epoch": 1.0}})
     stale = {**spec, "epochs": spec["epochs"] + 1}  # another key, same cell
     store.append({"spec": stale, "result": {"test_acc": 0.1, "test_acc_last": 0.1, "seconds_per_epoch": 1.0}})
-    md = results_markdown(res, cl_data=tmp_path / "absent")
+    monkeypatch.setattr(clc, "find_cl_cifar10_dir", lambda: None)  # no CL data nearby: a placeholder section
+    md = results_markdown(res)
     assert "| standard | 60.00 |" in md and "10.00" not in md and "(n=2)" not in md
+    assert "*Not available: the CL paper's probabilities" in md
+    # an explicit folder that does not exist is an error, not a page of placeholders
+    with pytest.raises(NoisylabInputError, match="CL CIFAR-10 data folder not found"):
+        results_markdown(res, cl_data=tmp_path / "absent")
+    with pytest.raises(NoisylabInputError, match="results folder not found"):
+        results_markdown(tmp_path / "nope")
 
 
 def test_bench_docs_generates_results_md(tmp_path, capsys):

@@ -48,7 +48,7 @@ def test_encode_labels_never_truncates_and_refuses_mixed_or_2d():
     assert codes.tolist() == [1, 0]
     with pytest.raises(NoisylabInputError, match="mix values of types NoneType, str"):
         encode_labels(np.array(["a", None], dtype=object))
-    with pytest.raises(NoisylabInputError, match=r"one-dimensional .*\(2, 2\)"):
+    with pytest.raises(NoisylabInputError, match=r"1-D array .*\(2, 2\)"):
         encode_labels([["a", "b"], ["c", "d"]])
 
 

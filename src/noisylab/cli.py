@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
             noisylab find-issues --labels labels.npy --pred-probs pred_probs.npy --out issues.csv
             noisylab find-issues --labels train_labels.json --pred-probs probs.npz --method both
             noisylab find-issues --labels labels.csv --pred-probs probs.csv --classes cat,dog,fish
+            noisylab find-issues --labels p.labels.npz --pred-probs p.npy --keep-mask keep.npy  # for train
 
             noisylab find-issues --labels labels.npy --pred-probs huge.npy --out issues.csv --progress always
             noisylab find-issues --labels labels.npy --pred-probs /shared/probs.npy --dask-scheduler tcp://host:8786
@@ -83,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="never prune a class below this many examples (default: %(default)s)")
     fi.add_argument("--num-to-remove-per-class", help="comma list of K counts (pruning filters only)")
     fi.add_argument("--out", help="CSV file for the per-example results (written atomically)")
+    fi.add_argument("--keep-mask", help="boolean .npy, True = not an issue: the train mask of `noisylab train "
+                                        "--train-mask` (the CL paper's --dir-train-mask)")
     fi.add_argument("--report", help="also write an HTML report (noise matrix, issues per class, score "
                                      "histogram) and its Markdown twin")
     fi.add_argument("--top", type=int, default=10, help="issues to print in the summary (default: %(default)s)")
@@ -160,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
             noisylab cv-probs --dataset data/cifar-10-batches-py --labels noisy_labels.json --model preact_resnet18 \\
                 --epochs 150 --folds 4 --out probs.npy
 
+            The CL paper's pipeline (the rows are train's training split, so the mask fits):
+              noisylab cv-probs --dataset digits --noise symmetric:0.4 --out p.npy
+              noisylab find-issues --labels p.labels.npz --pred-probs p.npy --keep-mask keep.npy
+              noisylab train --dataset digits --noise symmetric:0.4 --train-mask keep.npy --out runs/pruned
+
             --dataset: digits, mnist1d, gaussian, or a path (CIFAR pickle folder, image folder, .npz/.csv).
             --model: logreg (scikit-learn) or a noisylab.torch model (mlp, cnn1d, small_cnn, coteaching_cnn,
             resnet32, preact_resnet18). Fold files go to OUT.folds/ (--folds-dir); with --noise the noisy
@@ -174,10 +182,14 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--combine", action="store_true", help="combine the saved folds into --out")
     cv.add_argument("--folds-dir", help="where fold files go (default: OUT.folds)")
     cv.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
-    cv.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    cv.add_argument("--lr", type=float, help="Adam learning rate (default: the model's: 1e-2 for small_cnn and cnn1d, "
+                                            "1e-3 for the others)")
     cv.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     cv.add_argument("--optimizer", default="adam", help="sgd, adam or adamw (default: %(default)s)")
     cv.add_argument("--augment", help="augmentation preset (e.g. cifar, digits, mnist1d)")
+    cv.add_argument("--test-size", type=float, default=0.3,
+                    help="test fraction held out (as `train` does) when the data set has no fixed test split; the "
+                         "probabilities cover the training rows only (default: %(default)s)")
     cv.add_argument("--seed", type=int, default=0, help="seeds the split, the noise and the models (default: 0)")
     cv.add_argument("--n-jobs", type=int, default=1, help="folds in parallel processes (default: %(default)s)")
     cv.add_argument("--dask-scheduler", metavar="ADDRESS", help="fit the folds on this dask.distributed cluster")
@@ -221,7 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--transition", help="forward: K x K noise matrix P(noisy=row | true=column) (.npy/.csv)")
     tr.add_argument("--model", default="auto", help="model name (default: by input shape)")
     tr.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
-    tr.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    tr.add_argument("--lr", type=float, help="learning rate (default: the model's: 1e-2 for small_cnn and cnn1d, "
+                                            "1e-3 for the others)")
     tr.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     tr.add_argument("--optimizer", default="adam", help="sgd, adam or adamw (default: %(default)s)")
     tr.add_argument("--schedule", default="cosine", help="constant, cosine, step, linear_decay (default: %(default)s)")
@@ -349,10 +362,11 @@ def _parser() -> argparse.ArgumentParser:
             noisylab bench results results.jsonl --rows method --cols noise --value test_acc_last
         """))
     bres.add_argument("store", help="JSONL result store")
-    bres.add_argument("--rows", help="comma-separated row fields (default: the robust-training layout)")
-    bres.add_argument("--cols", default="noise", help="comma-separated column fields (default: %(default)s)")
-    bres.add_argument("--value", default="test_acc", help="result field shown (default: %(default)s)")
-    bres.add_argument("--scale", type=float, default=100.0, help="multiply values by this (default: %(default)s)")
+    bres.add_argument("--rows", help="comma-separated row fields (default: method; a store of one robust or "
+                                     "detectors bench without --rows/--cols/--value/--scale gets its full report)")
+    bres.add_argument("--cols", help="comma-separated column fields (default: noise)")
+    bres.add_argument("--value", help="result field shown (default: test_acc)")
+    bres.add_argument("--scale", type=float, help="multiply values by this (default: 100)")
     bres.add_argument("--out", help="also write the markdown to this file (atomically)")
     bres.add_argument("--report", help="also write an HTML report (and its Markdown twin) to this file")
     bres.add_argument("--all-protocols", action="store_true",
@@ -431,6 +445,15 @@ def _cmd_find_issues(args) -> int:
 
     method = check_option("method", args.method, FILTER_METHODS)
     rank_by = check_option("rank-by", args.rank_by, RANKING_METHODS)
+    if args.top < 0:
+        raise NoisylabInputError(f"--top must be >= 0 (0: print no table); got {args.top}.")
+    _check_outputs(args.out, args.report)
+    if args.keep_mask:
+        from .io import check_output_path
+
+        check_output_path(args.keep_mask, what="--keep-mask", suffixes=(".npy",))
+        if args.out and Path(args.keep_mask).resolve() == Path(args.out).resolve():
+            raise NoisylabInputError("--keep-mask and --out must be different files.")
     lab = read_labels(args.labels)
     client = None
     if args.dask_scheduler:
@@ -486,7 +509,9 @@ def _cmd_find_issues(args) -> int:
         header = ["index"] + (["id"] if lab.ids is not None else []) + \
                  ["given_label", "suggested_label", "label_quality", "is_issue"]
         cols = [order] + ([lab.ids[order]] if lab.ids is not None else []) + [given, suggested, quality, issue]
-        fmt_cols = [None] * (len(cols) - 2) + [lambda q: np.char.mod("%.6g", q), lambda m: np.where(m, "True", "False")]
+        # f-strings, not np.char.mod: numpy's string loop can swallow a Ctrl-C
+        fmt_cols = [None] * (len(cols) - 2) + [lambda q: np.asarray([f"{v:.6g}" for v in q.tolist()]),
+                                               lambda m: np.where(m, "True", "False")]
         with atomic_write(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(header)
@@ -494,6 +519,9 @@ def _cmd_find_issues(args) -> int:
                 w.writerows(zip(*((f(c[a:a + CSV_BLOCK_ROWS]) if f else c[a:a + CSV_BLOCK_ROWS]).tolist()
                                   for c, f in zip(cols, fmt_cols))))
 
+    if args.keep_mask:
+        with atomic_write(args.keep_mask, "wb") as fh:
+            np.save(fh, ~np.asarray(cl.issue_mask_, dtype=bool))
     per_class = cl.issues_per_class()
     label_counts = np.bincount(codes, minlength=K)
     print(f"Examples: {n}, classes: {K}, method: {method}")
@@ -514,6 +542,8 @@ def _cmd_find_issues(args) -> int:
                              ["given", "suggested", "label_quality"], rows))
     if args.out:
         print(f"\nWrote {n} rows, ordered by severity, to {args.out}")
+    if args.keep_mask:
+        print(f"Wrote the keep mask ({n - cl.n_issues_} of {n} kept) to {args.keep_mask}")
     if args.report:
         _write_report(args.report, _find_issues_report(cl, codes, display, method, args))
     return 0
@@ -532,10 +562,32 @@ def _find_issues_report(cl, codes, display, method, args):
     return rep
 
 
+def _report_twin(path) -> Path:
+    """The Markdown twin of ``--report PATH`` (PATH must be .html / .htm)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise NoisylabInputError(f"--report must be an .html file; got {path.name!r}.")
+    return path.with_suffix(".md")
+
+
+def _check_outputs(out=None, report=None, *, out_folder=False):
+    """Check --out (a file, or a folder with ``out_folder``) and --report (plus its Markdown twin and
+    figures folder) before any work, and that no two of them are the same file."""
+    from .io import check_output_folder, check_output_path
+
+    if out is not None:
+        (check_output_folder if out_folder else check_output_path)(out)
+    if report is not None:
+        twin = _report_twin(report)
+        check_output_path(report, what="--report")
+        check_output_path(twin, what="--report's Markdown twin")
+        if out is not None and not out_folder and Path(out).resolve() in (Path(report).resolve(), twin.resolve()):
+            raise NoisylabInputError(f"--out {out} would be overwritten by the report {report} or its Markdown twin "
+                                     f"{twin}; give them different names.")
+
+
 def _write_report(path, rep):
-    twin = Path(path).with_suffix(".md")
-    if twin == Path(path):
-        raise NoisylabInputError(f"--report must be an .html file; got {path}.")
+    twin = _report_twin(path)
     rep.write(path, twin)
     print(f"Wrote the report {path} and its Markdown twin {twin}.")
 
@@ -577,28 +629,51 @@ def _training_labels(args, y, class_names):
         if y_new.shape[0] != y.shape[0]:
             raise NoisylabInputError(f"{args.labels} has {y_new.shape[0]} labels; the training set has {y.shape[0]}.")
         true, y = y, y_new
-    if args.noise:
-        from .noise import NOISE_KINDS, make_noise
+    kind, rate = _noise_arg(args.noise)
+    if kind is not None:
+        from .noise import make_noise
 
-        kind, _, rate = args.noise.partition(":")
-        try:
-            rate = float(rate)
-        except ValueError:
-            raise NoisylabInputError(f"--noise must look like KIND:RATE, e.g. symmetric:0.3; got {args.noise!r}.") from None
-        res = make_noise(check_option("noise kind", kind, NOISE_KINDS), y, rate, exact=True, random_state=args.seed)
+        res = make_noise(kind, y, rate, exact=True, random_state=args.seed)
         true, y = y, res.noisy_labels
     return y, true
+
+
+def _noise_arg(spec):
+    """--noise KIND:RATE (or none) as (kind or None, rate); the one parser of every command."""
+    from .noise import parse_noise_spec
+
+    try:
+        return parse_noise_spec(spec)
+    except NoisylabInputError as exc:
+        msg = str(exc)
+        raise NoisylabInputError(f"--{msg}" if msg.startswith("noise ") else f"--noise: {msg}") from None
 
 
 def _train_forget_rate(args, method):
     if method not in ("coteaching", "coteaching_plus"):
         return None
     if args.forget_rate is not None:
+        if not 0.0 <= args.forget_rate < 1.0:
+            raise NoisylabInputError(f"--forget-rate must be in [0, 1); got {args.forget_rate}.")
         return args.forget_rate
-    if not args.noise:
+    kind, rate = _noise_arg(args.noise)
+    if kind is None:
         raise NoisylabInputError(f"--method {method} needs --forget-rate (the estimated noise rate), "
                                  "or --noise to use its rate.")
-    return float(args.noise.partition(":")[2])
+    return rate
+
+
+def _read_mask(path) -> np.ndarray:
+    """A boolean mask from a .npy file, with the file named in every error."""
+    from .io import _check_file
+
+    p = _check_file(path)
+    if p.suffix.lower() != ".npy":
+        raise NoisylabInputError(f"--train-mask must be a boolean .npy file; got {p.name!r}.")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise NoisylabInputError(f"Could not read {p} as a .npy mask: {exc}") from None
 
 
 def _cmd_train(args) -> int:
@@ -619,18 +694,22 @@ def _cmd_train(args) -> int:
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
     method = check_option("method", args.method, METHODS)
+    _check_outputs(args.out, args.report, out_folder=True)
     out = Path(args.out)
+    if method in ("clean", "clean_subset") and _noise_arg(args.noise)[0] is None and not args.labels:
+        raise NoisylabInputError(f"--method {method} needs the ground truth: --noise KIND:RATE (or --labels, with the "
+                                 "data set's own labels as the truth).")
+    forget_rate = _train_forget_rate(args, method)
     train, test = get_dataset(args.dataset).split(args.test_size, random_state=args.seed)
     y, true = _training_labels(args, train.y, train.class_names)
     X = train.X
     K = train.n_classes
     keep = np.ones(y.shape[0], dtype=bool)
     if args.train_mask:
-        keep = np.load(args.train_mask, allow_pickle=False)
+        keep = _read_mask(args.train_mask)
         if keep.dtype != bool or keep.shape != y.shape:
             raise NoisylabInputError(f"--train-mask must be a boolean .npy of shape {y.shape}; got {keep.dtype} "
                                      f"{keep.shape}.")
-    forget_rate = _train_forget_rate(args, method)
     transition = None
     if method == "forward":
         if args.transition:
@@ -660,14 +739,17 @@ def _cmd_train(args) -> int:
         np.add.at(T, (y[rows], true[rows]), 1.0)
         T /= np.clip(T.sum(axis=0, keepdims=True), 1, None)
         T[:, T.sum(axis=0) == 0] = np.eye(K)[:, T.sum(axis=0) == 0]
-    kind, _, rate = (args.noise or "").partition(":")
+    kind, rate = _noise_arg(args.noise)
     data = ExperimentData(X=X[rows], y=y[rows], y_true=(true if true is not None else y)[rows], X_test=test.X,
                           y_test=np.asarray(test.y, dtype=np.int64), X_probe=X[probe], y_probe=clean[probe],
-                          n_classes=K, noise_kind=kind or None, noise_rate=float(rate) if rate else 0.0,
+                          n_classes=K, noise_kind=kind, noise_rate=rate,
                           noise_matrix=T, class_names=list(train.class_names))
     name = default_model_for(tuple(X.shape[1:])) if args.model == "auto" else args.model
+    from .torch.models import RECOMMENDED_LR
+
+    lr = args.lr if args.lr is not None else RECOMMENDED_LR.get(name, 1e-3)
     protocol = Protocol(model=name, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                        lr=args.lr, schedule=args.schedule, val_fraction=args.val_fraction, augment=args.augment,
+                        lr=lr, schedule=args.schedule, val_fraction=args.val_fraction, augment=args.augment,
                         probe_per_class=int(probe.sum()) // K if probe.any() else 0,
                         incv_validation="shared")  # every method validates on the same noisy rows
     protocol.train_config()  # validate the settings before any work
@@ -713,12 +795,17 @@ def _cmd_cv_probs(args) -> int:
     from .cv import combine_folds, cross_val_pred_probs
     from .io import atomic_write
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".npy":
-        raise NoisylabInputError(f"--out must be a .npy file; got {out.name!r}.")
+    from .io import check_output_folder, check_output_path
+
+    out = check_output_path(args.out, what="--out", suffixes=(".npy",))
     folds_dir = Path(args.folds_dir) if args.folds_dir else out.with_name(out.name + ".folds")
+    if not folds_dir.parent.is_dir():
+        raise NoisylabInputError(f"Output folder does not exist: {folds_dir.parent} (for --folds-dir {folds_dir}).")
+    check_output_folder(folds_dir, what="--folds-dir")
     if args.fold is not None and args.combine:
         raise NoisylabInputError("--fold and --combine exclude each other.")
+    if args.n_jobs < 1:
+        raise NoisylabInputError(f"--n-jobs must be >= 1; got {args.n_jobs}.")
     if args.combine:
         P = combine_folds(folds_dir)
         with atomic_write(out, "wb") as fh:
@@ -729,7 +816,10 @@ def _cmd_cv_probs(args) -> int:
         from .torch.data import get_dataset
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
-    ds = get_dataset(args.dataset)
+    # The training split of `noisylab train` with the same --test-size / --seed (the whole training set of a
+    # data set with a fixed test split), so a mask from find-issues fits `train --train-mask` and the
+    # test rows never inform the cleaning.
+    ds, _test = get_dataset(args.dataset).split(args.test_size, random_state=args.seed)
     y, true = _training_labels(args, ds.y, ds.class_names)
     if args.noise:
         with atomic_write(out.with_name(out.stem + ".labels.npz"), "wb") as fh:
@@ -742,7 +832,8 @@ def _cmd_cv_probs(args) -> int:
     else:
         from .torch.estimator import TorchClassifier
 
-        clf = TorchClassifier(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        clf = TorchClassifier(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                              lr="auto" if args.lr is None else args.lr,
                               optimizer=args.optimizer, augment=args.augment, n_classes=ds.n_classes,
                               random_state=args.seed)
         X = ds.X
@@ -968,32 +1059,38 @@ def _cmd_bench(args, parser) -> int:
         if not records:
             raise NoisylabInputError(f"no results in {args.store}.")
         benches = {r.get("spec", {}).get("bench") for r in records}
-        if args.rows is None and benches == {"detectors"}:
+        # the bench's own report unless a table option is given (then the generic table)
+        layout = benches.pop() if len(benches) == 1 and all(
+            getattr(args, o) is None for o in ("rows", "cols", "value", "scale")) else None
+        rows, cols = tuple(_csv_fields(args.rows or "method")), tuple(_csv_fields(args.cols or "noise"))
+        if layout == "detectors":
             cells = ("dataset", "model", "noise")
-        elif args.rows is None and benches == {"robust"}:
+        elif layout == "robust":
             cells = ("dataset", "model", "method", "noise")
         else:
-            cells = tuple(_csv_fields(args.rows or "method")) + tuple(_csv_fields(args.cols))
+            from .bench.harness import check_spec_fields
+
+            layout, cells = None, rows + cols
+            check_spec_fields(records, cells)
         if not args.all_protocols:
             records, left_out = current_protocol(records, cells)
             if left_out:
                 print(f"note: {left_out} record(s) of {args.store} ran with an earlier protocol of their table cell "
                       "and are left out (--all-protocols includes them).", file=sys.stderr)
-        if args.rows is None and benches == {"detectors"}:
+        if layout == "detectors":
             from .bench.detectors import detectors_report
 
             _bench_output(args, detectors_report(records), f"Results of {args.store}")
             return 0
-        if args.rows is None and benches == {"robust"}:
+        if layout == "robust":
             from .bench.robust import robust_report
 
             md = robust_report(records)
             _bench_output(args, md, f"Results of {args.store}", records)
             return 0
-        else:
-            table = results_table(records, rows=tuple(_csv_fields(args.rows or "method")),
-                                  cols=tuple(_csv_fields(args.cols)), value=args.value, scale=args.scale)
-            md = f"{table}\n\n{protocol_lines(records)}"
+        table = results_table(records, rows=rows, cols=cols, value=args.value or "test_acc",
+                              scale=100.0 if args.scale is None else args.scale)
+        md = f"{table}\n\n{protocol_lines(records)}"
         _bench_output(args, md, f"Results of {args.store}")
         return 0
     from .bench.cl_cifar10 import bench_cl_cifar10, find_cl_cifar10_dir, results_table
@@ -1027,6 +1124,12 @@ def _cmd_detect(args) -> int:
     method = check_option("method", args.method, DETECTION_METHODS)
     if (args.dynamics is None) == (args.dataset is None):
         raise NoisylabInputError("give exactly one of --dynamics FILE.npy or --dataset NAME.")
+    _check_outputs(args.out)
+    for flag in ("remove", "repair"):
+        frac = getattr(args, flag)
+        if frac is not None and not 0.0 < frac < 1.0:
+            raise NoisylabInputError(f"--{flag} must be a fraction in (0, 1); got {frac}.")
+    _noise_arg(args.noise)
     detector = NoiseDetector.load(args.detector) if args.detector else None
     flagged = truth = given = None
     if args.dynamics:
@@ -1114,6 +1217,9 @@ def _cmd_train_detector(args) -> int:
         from .torch.robust import parse_noise
     except ImportError as exc:
         raise NoisylabInputError(str(exc)) from None
+    from .io import check_output_path
+
+    check_output_path(args.out, what="--out")
     noises = _csv_fields(args.noise)
     parsed = [parse_noise(v) for v in noises]
     if not parsed or any(kind is None or rate == 0 for kind, rate in parsed):

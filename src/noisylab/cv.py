@@ -177,6 +177,9 @@ def cross_val_pred_probs(clf, X, labels, *, n_folds=4, random_state=0, n_classes
     if y.max() >= K:
         raise NoisylabInputError(f"labels go up to {int(y.max())} but n_classes={K}.")
     n_folds = _check_n_folds(n_folds)
+    if n_jobs is not None and (isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral)
+                               or not (n_jobs >= 1 or n_jobs == -1)):
+        raise NoisylabInputError(f"n_jobs must be an integer >= 1 (or -1: every CPU); got {n_jobs!r}.")
     split = cv_folds(y, n_folds, random_state)
     fingerprint = _fingerprint(y, K, n_folds, random_state, clf)
     todo = list(range(n_folds)) if folds is None else sorted({int(f) for f in folds})
@@ -186,7 +189,10 @@ def cross_val_pred_probs(clf, X, labels, *, n_folds=4, random_state=0, n_classes
         raise NoisylabInputError("folds=... runs part of the folds: give out_dir to keep them.")
     results = {}
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            raise NoisylabInputError(f"cannot create the folds folder {out_dir}: {exc.strerror or exc}") from None
         for f in range(n_folds):
             path = fold_path(out_dir, f, n_folds)
             if path.exists():

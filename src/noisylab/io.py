@@ -16,6 +16,7 @@ pred_probs
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import json
@@ -126,6 +127,13 @@ def read_labels(path) -> LabelData:
             first = rows[0][col].strip()
             rest_ints = len(rows) > 1 and all(_maybe_number(r[col].strip()) is not None for r in rows[1:])
             header = first.lower() in _HEADER_NAMES or (_maybe_number(first) is None and rest_ints)
+            if not header and len(rows) >= 3 and _maybe_number(first) is None:
+                counts = collections.Counter(r[col].strip() for r in rows)
+                if counts[first] == 1 and all(c >= 2 for v, c in counts.items() if v != first):
+                    raise NoisylabInputError(
+                        f"{p}: the first row {first!r} occurs only once while every other label repeats; if it is "
+                        f"a header, name the column one of {', '.join(sorted(_HEADER_NAMES))}; if it is a label, "
+                        "add a header row 'label' above it.")
             body = rows[1:] if header else rows
             vals = [r[col].strip() for r in body]
             ints = [_maybe_number(v) for v in vals]
@@ -222,7 +230,7 @@ def encode_labels(values, classes=None):
     """
     values = np.asarray(values)
     if values.ndim != 1:
-        raise NoisylabInputError(f"labels must be one-dimensional (n,); got shape {values.shape}.")
+        raise NoisylabInputError(f"labels must be a 1-D array (n,); got shape {values.shape}.")
     if values.dtype.kind == "b":
         raise NoisylabInputError(
             "labels are booleans; give integer class indices or class names (cast True/False with .astype(int) "
@@ -259,6 +267,42 @@ def encode_labels(values, classes=None):
     return codes, classes
 
 
+def check_output_path(path, *, what: str = "Output path", suffixes=None) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if a file can be written there, else a clear error.
+
+    Checked before any work is done: not an existing folder, its folder exists, is a folder and
+    is writable, and (with ``suffixes``) the file name ends in one of them.
+    """
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise NoisylabInputError(f"{what} must be a {' or '.join(suffixes)} file; got {path.name!r}.")
+    if path.is_dir():
+        raise NoisylabInputError(f"{what} is a directory, expected a file name: {path}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise NoisylabInputError(f"Output folder does not exist: {parent}")
+    if not parent.is_dir():
+        raise NoisylabInputError(f"Output folder {parent} is not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NoisylabInputError(f"cannot write in {parent}: permission denied.")
+    return path
+
+
+def check_output_folder(path, *, what: str = "--out") -> Path:
+    """A folder that is or can be created: not a file, and its nearest existing ancestor is writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NoisylabInputError(f"{what} {path} exists and is not a folder.")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NoisylabInputError(f"{what} {path} cannot be created: {probe} is not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise NoisylabInputError(f"{what} {path} cannot be written: permission denied in {probe}.")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="w", durable=True, **kwargs):
     """Write to a temporary file next to ``path`` and rename it into place on success.
@@ -267,18 +311,17 @@ def atomic_write(path, mode="w", durable=True, **kwargs):
     ``durable=False`` skips the ``fsync`` before the rename: still atomic for a killed process
     (the page cache survives it), not against a power loss -- for files rewritten very often.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise NoisylabInputError(f"Output path is a directory, expected a file name: {path}")
-    if path.parent and not path.parent.exists():
-        raise NoisylabInputError(f"Output folder does not exist: {path.parent}")
+    path = check_output_path(path)
     if path.exists():
         file_mode = path.stat().st_mode & 0o7777
     else:
         umask = os.umask(0)
         os.umask(umask)
         file_mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:
+        raise NoisylabInputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh

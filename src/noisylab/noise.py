@@ -75,6 +75,7 @@ __all__ = [
     "cifar10_noise",
     "cifar100_noise",
     "make_noise",
+    "parse_noise_spec",
 ]
 
 #: Names accepted by :func:`make_noise`.
@@ -1046,3 +1047,37 @@ def make_noise(kind, labels, rate=None, *, n_classes=None, noise_matrix=None, ma
         return class_map_noise(labels, mapping, rate, n_classes=n_classes, **common)
     fn = {"symmetric": symmetric_noise, "uniform": uniform_noise, "pair": pair_noise}[kind]
     return fn(labels, rate, n_classes=n_classes, **common)
+
+
+#: Kinds a ``"KIND:RATE"`` spec can name (the others need a mapping or a matrix).
+SPEC_KINDS = ("symmetric", "uniform", "pair", "cifar10", "cifar100", "digits")
+
+
+def parse_noise_spec(spec, *, allow_none: bool = True) -> tuple[str | None, float]:
+    """Parse a ``"KIND:RATE"`` noise spec, as the command line and the benchmarks write it.
+
+    Parameters
+    ----------
+    spec : str or None
+        ``"symmetric:0.3"``, ``"pair:0.4"``, ...; KIND one of :data:`SPEC_KINDS`, RATE in [0, 1).
+        None, ``""``, ``"none"`` and ``"clean"`` mean no noise (when ``allow_none``).
+    allow_none : bool, default=True
+
+    Returns
+    -------
+    (kind, rate) : (str, float), or (None, 0.0) for no noise.
+    """
+    from ._validation import check_option
+
+    if spec is None or str(spec).strip().lower() in ("none", "clean", ""):
+        if allow_none:
+            return None, 0.0
+        raise NoisylabInputError(f"noise must look like KIND:RATE, e.g. symmetric:0.3; got {spec!r}.")
+    kind, sep, rate = str(spec).strip().partition(":")
+    try:
+        rate = float(rate)
+    except ValueError:
+        raise NoisylabInputError(f"noise must look like KIND:RATE, e.g. symmetric:0.3; got {spec!r}.") from None
+    if not sep or not 0.0 <= rate < 1.0:
+        raise NoisylabInputError(f"noise must look like KIND:RATE with a rate in [0, 1); got {spec!r}.")
+    return check_option("noise kind", kind.strip(), SPEC_KINDS), rate

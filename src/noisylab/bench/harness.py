@@ -908,6 +908,17 @@ def _fmt_label(v):
     return v if isinstance(v, str) else json.dumps(v)
 
 
+def check_spec_fields(records, fields) -> None:
+    """Raise :class:`NoisylabInputError` for table fields that no record has (a typo would otherwise
+    label every row or column "—" and average them all into one)."""
+    records = list(records)
+    unknown = [f for f in fields if records and all(_lookup(rec, f, "spec") is _NOTHING for rec in records)]
+    if unknown:
+        have = sorted({k for rec in records for k in (rec.get("spec") or {})})
+        raise NoisylabInputError(f"no record has the spec field(s) {', '.join(map(repr, unknown))}; "
+                                 f"spec fields are {', '.join(have) or '(none)'}.")
+
+
 def results_table(records, rows=("noise",), cols=("method",), value="test_acc", fmt="{mean:.2f} ± {std:.2f}",
                   scale=1.0, row_order=None, col_order=None) -> str:
     """A markdown table of ``value`` by row and column fields: mean ± sample std over the other fields (seeds).
@@ -948,6 +959,7 @@ def results_table(records, rows=("noise",), cols=("method",), value="test_acc", 
     if not rows:
         raise NoisylabInputError("results_table needs at least one row field.")
     records = _dedupe(list(records))
+    check_spec_fields(records, rows + cols)
     cells, row_seen, col_seen = {}, {}, {}
     n_with_value = 0
     for rec in records:

@@ -614,24 +614,26 @@ class Report:
         dict
             ``{"html": Path, "markdown": Path or None, "figures": [Path, ...]}``.
         """
-        from ..io import atomic_write
+        from ..io import atomic_write, check_output_path
 
-        html_path = Path(html_path)
+        html_path = check_output_path(html_path)
         written = {"html": html_path, "markdown": None, "figures": []}
-        if md_path is not None:
-            md_path = Path(md_path)
+        files = None
+        if md_path is not None:  # every destination is checked before anything is written
+            md_path = check_output_path(md_path)
             if md_path.resolve() == html_path.resolve():
                 raise NoisylabInputError(f"the Markdown twin needs another file name than the HTML: {md_path}")
-            if md_path.parent and not md_path.parent.exists():
-                raise NoisylabInputError(f"Output folder does not exist: {md_path.parent}")
+            files = md_path.with_name(md_path.stem + "_files")
+            if self.figures and files.exists() and not files.is_dir():
+                raise NoisylabInputError(f"{files} exists and is not a folder (it should hold the figures).")
         with atomic_write(html_path, "w", encoding="utf-8") as fh:
             fh.write(self.to_html())
         if md_path is not None:
-            files = md_path.with_name(md_path.stem + "_files")
             if self.figures:
-                if files.exists() and not files.is_dir():
-                    raise NoisylabInputError(f"{files} exists and is not a folder (it should hold the figures).")
-                files.mkdir(exist_ok=True)
+                try:
+                    files.mkdir(exist_ok=True)
+                except OSError as exc:
+                    raise NoisylabInputError(f"cannot create the figures folder {files}: {exc.strerror or exc}") from None
                 current = {f"{f.slug}.png" for f in self.figures}
                 for old in files.glob("fig[0-9][0-9]-*.png"):  # figures of an earlier, longer report
                     if old.name not in current:

@@ -167,9 +167,11 @@ def cmd_report(args) -> int:
     if out.suffix.lower() not in (".html", ".htm"):
         raise NoisylabInputError(f"--out must be an .html file; got {out.name!r}.")
     md = None if args.no_md else Path(args.md) if args.md else out.with_suffix(".md")
+    from ..io import check_output_path
+
     for p in (out, md):
-        if p is not None and not p.parent.exists():
-            raise NoisylabInputError(f"Output folder does not exist: {p.parent}")
+        if p is not None:
+            check_output_path(p)
     lab = read_labels(args.labels)
     P = np.asarray(read_pred_probs(args.pred_probs, mmap=False))
     if P.ndim != 2:

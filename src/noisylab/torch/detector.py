@@ -867,14 +867,13 @@ def load_pretrained(feature: str = "label_probability") -> NoiseDetector:
 
 
 def _parse_noise(noise: str):
-    if not isinstance(noise, str) or noise.count(":") != 1:
-        raise NoisylabInputError(f"noise must be 'kind:rate', e.g. 'symmetric:0.3'; got {noise!r}.")
-    kind, rate = noise.split(":")
-    try:
-        rate = float(rate)
-    except ValueError:
-        raise NoisylabInputError(f"noise rate must be a number, e.g. 'symmetric:0.3'; got {noise!r}.") from None
-    return kind.strip(), rate
+    from ..noise import parse_noise_spec
+
+    kind, rate = parse_noise_spec(noise, allow_none=False)
+    if rate == 0:
+        raise NoisylabInputError(f"the detector learns the flips: noise must synthesize some, e.g. 'symmetric:0.3'; "
+                                 f"got {noise!r}.")
+    return kind, rate
 
 
 def make_training_sequences(X, noisy_labels, true_labels=None, *, model="cnn1d", epochs=30, lr=3e-3,

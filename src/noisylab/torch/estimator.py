@@ -37,8 +37,11 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     model : str, default="auto"
         A name of :data:`noisylab.torch.models.MODELS`; ``"auto"`` picks
         :func:`~noisylab.torch.models.default_model_for` the input shape.
-    epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, val_fraction, device
+    epochs, batch_size, optimizer, momentum, weight_decay, schedule, val_fraction, device
         Passed to :class:`~noisylab.torch.trainer.TrainConfig`.
+    lr : float or "auto", default="auto"
+        Learning rate; ``"auto"``: :data:`~noisylab.torch.models.RECOMMENDED_LR` of the model
+        (1e-2 for ``small_cnn`` / ``cnn1d``, 1e-3 for the others).
     augment : str or None
         A preset of :data:`noisylab.torch.augment.AUGMENTATIONS`.
     n_classes : int, optional
@@ -52,13 +55,16 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray (K,)
+    model_name_ : str
+    lr_ : float
+        The learning rate used (``lr`` resolved).
     trainer_ : Trainer
         With ``history_`` (per-epoch metrics) and, with ``val_fraction``,
         ``best_epoch_`` (chosen on the noisy validation split; ``predict_proba``
         then uses the best epoch's weights).
     """
 
-    def __init__(self, model="auto", epochs=20, batch_size=64, optimizer="adam", lr=1e-3, momentum=0.9,
+    def __init__(self, model="auto", epochs=20, batch_size=64, optimizer="adam", lr="auto", momentum=0.9,
                  weight_decay=0.0, schedule="constant", augment=None, val_fraction=0.0, n_classes=None,
                  device="auto", random_state=0, model_kwargs=None):
         self.model = model
@@ -78,7 +84,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         from .augment import get_augmentation
-        from .models import default_model_for, make_model
+        from .models import MODELS, RECOMMENDED_LR, default_model_for, make_model
         from .trainer import Trainer, TrainConfig
 
         y = check_labels(y)
@@ -90,7 +96,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             raise NoisylabInputError(f"y has class {int(y.max())} but n_classes={K}.")
         shape = tuple(X.shape[1:])
         name = default_model_for(shape) if self.model == "auto" else self.model
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+        lr = self.lr
+        if isinstance(lr, str) and lr == "auto":
+            lr = RECOMMENDED_LR.get(name, 1e-3) if name in MODELS else 1e-3  # an unknown name fails in make_model
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=lr,
                              momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
                              val_fraction=self.val_fraction, device=self.device, random_state=self.random_state,
                              augment=get_augmentation(self.augment) if self.augment else None)
@@ -98,6 +107,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.trainer_ = Trainer(build, config).fit(X, y)
         self.classes_ = np.arange(K)
         self.model_name_ = name
+        self.lr_ = float(lr)
         if X.ndim == 2:
             self.n_features_in_ = int(X.shape[1])
         elif hasattr(self, "n_features_in_"):  # refitted on images: drop the tabular attribute

@@ -217,19 +217,12 @@ class MethodResult:
 
 
 def parse_noise(noise) -> tuple[str | None, float]:
-    """``"symmetric:0.5"`` -> ("symmetric", 0.5); None / "none" / "clean" -> (None, 0.0)."""
-    if noise is None or str(noise).lower() in ("none", "clean", ""):
-        return None, 0.0
-    from ..noise import NOISE_KINDS
+    """``"symmetric:0.5"`` -> ("symmetric", 0.5); None / "none" / "clean" -> (None, 0.0).
 
-    kind, sep, rate = str(noise).partition(":")
-    try:
-        rate = float(rate)
-    except ValueError:
-        raise NoisylabInputError(f"noise must look like KIND:RATE, e.g. symmetric:0.5; got {noise!r}.") from None
-    if not sep or not 0.0 <= rate < 1.0:
-        raise NoisylabInputError(f"noise must look like KIND:RATE with a rate in [0, 1); got {noise!r}.")
-    return check_option("noise kind", kind, NOISE_KINDS), rate
+    :func:`noisylab.noise.parse_noise_spec` (one parser for every command)."""
+    from ..noise import parse_noise_spec
+
+    return parse_noise_spec(noise)
 
 
 def prepare_data(dataset, noise=None, *, seed=0, probe_per_class=10, test_size=0.3, dataset_kwargs=None,
