@@ -195,3 +195,10 @@ def test_mentormix_protocol_overrides_reach_the_strategy(blobs):
     assert mm == {**table, "alpha": 0.25, "second_reweight": False}
     with pytest.raises(NoisylabInputError, match="mentormix_second_reweight must be True, False or 'table'"):
         fit_method("mentormix", d, Protocol(**{**TINY, "mentormix_second_reweight": "no"}), seed=0)
+
+
+def test_fit_method_refuses_forget_rate_outside_unit_interval(blobs):
+    data = prepare_data(blobs, "symmetric:0.3", probe_per_class=0)
+    for bad in (2.0, 1.0, -0.1, True):
+        with pytest.raises(NoisylabInputError, match=r"forget_rate must be a number in \[0, 1\)"):
+            fit_method("coteaching", data, Protocol(epochs=1), forget_rate=bad)

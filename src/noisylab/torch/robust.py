@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,6 +380,9 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         ``cv``), so a killed run resumes where it stopped; INCV's selection trainings are redone.
     """
     method = check_option("method", method, METHODS)
+    if forget_rate is not None and (isinstance(forget_rate, bool) or not isinstance(forget_rate, numbers.Real)
+                                    or not 0.0 <= forget_rate < 1.0):
+        raise NoisylabInputError(f"forget_rate must be a number in [0, 1); got {forget_rate!r}.")
     protocol = protocol or Protocol()
     t0 = time.perf_counter()
     K = data.n_classes
