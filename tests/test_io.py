@@ -44,7 +44,7 @@ def test_encode_labels_never_truncates_and_refuses_mixed_or_2d():
 
     with pytest.raises(NoisylabInputError, match=r"label 'catfish' is not one of the 2 classes"):
         encode_labels(["cat", "dog", "catfish"], classes=["cat", "dog"])
-    codes, classes = encode_labels(["dog", "cat"], classes=["cat", "dog"])
+    codes, _ = encode_labels(["dog", "cat"], classes=["cat", "dog"])
     assert codes.tolist() == [1, 0]
     with pytest.raises(NoisylabInputError, match="mix values of types NoneType, str"):
         encode_labels(np.array(["a", None], dtype=object))

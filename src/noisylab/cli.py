@@ -793,9 +793,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_cv_probs(args) -> int:
     from .cv import combine_folds, cross_val_pred_probs
-    from .io import atomic_write
-
-    from .io import check_output_folder, check_output_path
+    from .io import atomic_write, check_output_folder, check_output_path
 
     out = check_output_path(args.out, what="--out", suffixes=(".npy",))
     folds_dir = Path(args.folds_dir) if args.folds_dir else out.with_name(out.name + ".folds")

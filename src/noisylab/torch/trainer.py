@@ -522,7 +522,7 @@ def _load_checkpoint(path: Path) -> dict:
     """``torch.load`` of a checkpoint with the safe loader; anything unreadable is a clear error."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise NoisylabInputError(
             f"{path} is not a readable noisylab checkpoint ({type(e).__name__}); it may be truncated or "
             "written by something else.  Delete it to start over, or use another checkpoint_dir.") from e
