@@ -571,8 +571,8 @@ def _report_twin(path) -> Path:
 
 
 def _check_outputs(out=None, report=None, *, out_folder=False):
-    """Check --out (a file, or a folder with ``out_folder``) and --report (plus its Markdown twin and
-    figures folder) before any work, and that no two of them are the same file."""
+    """Check --out (a file, or a folder with ``out_folder``) and --report (an .html file, plus its
+    Markdown twin) before any work, and that the report would not overwrite --out."""
     from .io import check_output_folder, check_output_path
 
     if out is not None:
