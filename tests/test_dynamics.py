@@ -376,3 +376,31 @@ def test_aum_flags_two_runs_combines_per_run_code_rule():
     got = aum_flags(aum, thr)
     np.testing.assert_array_equal(got, expected)
     assert 0 < got.sum() < n and not np.any(got & (thr[0] & thr[1]))
+
+
+def test_damaged_recordings_are_clear_errors(tmp_path):
+    base = dict(format_version=1, mode="train_forward", n_epochs=3, n_classes=3, epochs_completed=2,
+                ids=np.arange(4), labels=np.array([0, 1, 2, 0]))
+    p = tmp_path / "r.npy"
+    side = tmp_path / "r.meta.npz"
+    p.write_bytes(b"garbage bytes here")
+    np.savez(side, **base)
+    with pytest.raises(NoisylabInputError, match=r"r\.npy is not a readable \.npy dynamics array") as exc:
+        dyn.read_dynamics(p)
+    assert "unsafely" not in str(exc.value)
+    np.save(p, np.zeros((4, 3, 3), np.float16))
+    side.write_bytes(b"not a zip")
+    with pytest.raises(NoisylabInputError, match="not a readable recording sidecar"):
+        dyn.read_dynamics(p)
+    np.savez(side, **{**base, "ids": np.array([{"a": 1}] * 4, dtype=object)})
+    with pytest.raises(NoisylabInputError, match="not a readable recording sidecar"):
+        dyn.read_dynamics(p)
+    for field, value in (("format_version", np.array([1, 1])), ("mode", np.array(["a", "b"]))):
+        np.savez(side, **{**base, field: value})
+        with pytest.raises(NoisylabInputError, match=f"field {field} must be a single value"):
+            dyn.read_dynamics(p)
+    np.savez(side, **{**base, "n_epochs": "3"})
+    with pytest.raises(NoisylabInputError, match="n_epochs must be a positive int; got '3'"):
+        dyn.read_dynamics(p)
+    np.savez(side, **base)
+    assert dyn.read_dynamics(p)[0].shape == (4, 3, 3)

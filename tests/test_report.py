@@ -526,3 +526,40 @@ def test_rewrite_replaces_stale_figures(tmp_path):
     assert sorted(p.name for p in (tmp_path / "r_files").iterdir()) == ["fig01-noise-matrix.png", "mine.png"]
     assert written["figures"] == [tmp_path / "r_files" / "fig01-noise-matrix.png"]
     assert len(parse((tmp_path / "r.html").read_text()).images) == 1
+
+
+def test_names_with_dollar_signs_are_drawn_literally_and_bad_inputs_are_clear():
+    pytest.importorskip("matplotlib")
+    from noisylab.report.builder import empirical_noise_matrix
+
+    y = np.array([0, 1, 1, 0, 1, 0])
+    t = np.array([0, 1, 0, 0, 1, 1])
+    q = np.array([.1, .9, .5, .3, .8, .2])
+    names = ["x_1^2$$", "a$\\frac{1"]  # matplotlib would parse these as (broken) math
+    rep = Report("t")
+    rep.add_noise_matrix(empirical_noise_matrix(y, t, 2), None, names)
+    rep.add_issue_scores(y, q, q < 0.4, class_names=names, n_classes=2)
+    rep.add_training_curves([{"name": names[0], "history": [{"val_acc": .5, "test_acc": .4}]}])
+    assert len(rep.figures) == 4  # noise matrix, issues per class, score histogram, training curves
+    with pytest.raises(NoisylabInputError, match="feature_names has 1 names but there are 3 features"):
+        Report("t").add_examples(np.zeros((4, 3)), [0, 1, 1, 0], [0, 1, 1, 0], [.1, .9, .5, .3], feature_names=["a"])
+    with pytest.raises(NoisylabInputError, match="best_epoch must be an int index into history; got 'x'"):
+        Report("t").add_training_curves([{"name": "a", "history": [{"val_acc": .5}], "best_epoch": "x"}])
+    with pytest.raises(NoisylabInputError, match="best_epoch must be an int .*got 0.7"):
+        Report("t").add_training_curves([{"name": "a", "history": [{"val_acc": .5}], "best_epoch": 0.7}])
+    with pytest.raises(NoisylabInputError, match="subtitle must be a string or None; got int"):
+        Report("x", subtitle=5)
+    with pytest.raises(NoisylabInputError, match="must be a numeric K x K matrix"):
+        Report("t").add_noise_matrix("abc")
+    with pytest.raises(NoisylabInputError, match="length of class_names"):
+        Report("t").add_summary([0, 1, 1, 0], class_names=["a"])
+
+
+def test_markdown_tables_escape_pipes():
+    from noisylab.bench import harness
+
+    recs = [{"key": "k1", "spec": {"noise": "sym|0.2", "method": "a|b"}, "result": {"test_acc": 0.5}},
+            {"key": "k2", "spec": {"noise": "sym|0.2", "method": "c"}, "result": {"test_acc": 0.7}}]
+    lines = harness.results_table(recs).splitlines()
+    assert lines[0] == "| noise | a\\|b | c |" and lines[2] == "| sym\\|0.2 | 0.50 | 0.70 |"
+    assert {line.replace("\\|", "").count("|") for line in lines} == {4}

@@ -221,6 +221,8 @@ def _payload(fitted, **changes):
     ("missing_param", "parameter names"),
     ("nan", "NaN"),
     ("config", "config"),
+    ("huge_config", r"hidden_size=1000000, num_layers=2 does not match the stored LSTM weights"),
+    ("deep_config", r"num_layers=5000 does not match"),
     ("metadata", "metadata"),
     ("not_dict", "expected a dict"),
 ])
@@ -253,14 +255,18 @@ def test_load_refuses_bad_files(fitted, tmp_path, case, match):
             p = _payload(fitted, state_dict=sd)
         elif case == "config":
             p = _payload(fitted, config={"length": 0, "hidden_size": 64, "num_layers": 2})
+        elif case in ("huge_config", "deep_config"):  # refused before any network of that size is built
+            p = _payload(fitted, config={**fitted._config(), **({"hidden_size": 10**6} if case == "huge_config"
+                                                              else {"num_layers": 5000})})
         elif case == "metadata":
             p = _payload(fitted, metadata="{not json")
         else:
             p = [1, 2, 3]
         torch.save(p, path)
-    with pytest.raises(NoisylabInputError, match=match):
+    with pytest.raises(NoisylabInputError, match=match) as exc:
         NoiseDetector.load(path)
     assert not (tmp_path / "pwned").exists()  # nothing was executed
+    assert "weights_only" not in str(exc.value)  # torch's advice to load unsafely is not passed on
 
 
 def test_load_missing_file(tmp_path):

@@ -1,12 +1,20 @@
 """Plain-text formatting helpers for summaries (markdown tables, matrices)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
+def _cell(value) -> str:
+    """One table cell: ``|`` escaped (it would split the cell; an already escaped one is kept) and line
+    breaks flattened."""
+    return re.sub(r"(?<!\\)\|", r"\\|", str(value)).replace("\r", " ").replace("\n", " ")
+
+
 def markdown_table(header, rows) -> str:
-    header = [str(h) for h in header]
-    rows = [[str(c) for c in r] for r in rows]
+    header = [_cell(h) for h in header]
+    rows = [[_cell(c) for c in r] for r in rows]
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +124,27 @@ def read_dynamics(path, mmap_mode: str = "r"):
     side = sidecar_path(p)
     if not p.exists() or not side.exists():
         raise NoisylabInputError(f"Dynamics recording not found: need {p} and {side}.")
-    logits = np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
+    try:
+        logits = np.load(p, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise NoisylabInputError(f"{p} is not a readable .npy dynamics array ({type(exc).__name__}); it is damaged "
+                                 "or not a recording.") from None
     meta = {}
-    with np.load(side, allow_pickle=False) as z:
-        for k in z.files:
-            v = z[k]
-            meta[k] = v.item() if v.ndim == 0 else v
+    try:
+        with np.load(side, allow_pickle=False) as z:
+            for k in z.files:
+                v = z[k]
+                meta[k] = v.item() if v.ndim == 0 else v
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise NoisylabInputError(f"{side} is not a readable recording sidecar ({type(exc).__name__}): damaged, or it "
+                                 "holds object arrays, which are refused.") from None
+    for k in ("format_version", "mode", "n_epochs", "n_classes", "epochs_completed"):
+        if k in meta and isinstance(meta[k], np.ndarray):
+            raise NoisylabInputError(f"{side}: field {k} must be a single value; got an array of shape "
+                                     f"{meta[k].shape}.")
+    for k in ("n_epochs", "n_classes"):
+        if k in meta and (isinstance(meta[k], bool) or not isinstance(meta[k], numbers.Integral) or meta[k] < 1):
+            raise NoisylabInputError(f"{side}: {k} must be a positive int; got {meta[k]!r}.")
     if meta.get("format_version") != DYNAMICS_FORMAT_VERSION:
         raise NoisylabInputError(f"{side}: unsupported dynamics format version {meta.get('format_version')!r}; "
                                  f"this reader knows version {DYNAMICS_FORMAT_VERSION}.")

@@ -8,8 +8,9 @@ Conventions used throughout this module
   "noisy"**.
 * ``label_quality`` is a per-example score of shape ``(n,)`` where **higher
   means the given label is more likely correct** (the convention of
-  noisylab detectors' ``trust_scores_`` and of cleanlab's label-quality
-  scores).  Ranking metrics therefore rank by ``-label_quality``.
+  :func:`noisylab.get_label_quality_scores`, ``NoiseDetector.label_quality``,
+  :func:`noisylab.dynamics.dynamics_scores` and cleanlab's label-quality
+  scores; ``NoiseDetector.score`` is the opposite, P(noisy)).  Ranking metrics therefore rank by ``-label_quality``.
 * A *selection* (``is_issue``, ``selected``) is either a boolean mask of
   shape ``(n,)`` or a 1-D array of integer indices into ``0..n-1`` (unique).
   The two are told apart by dtype: boolean means mask, integer means

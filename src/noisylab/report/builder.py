@@ -78,7 +78,8 @@ def _labels(values, name, n=None, K=None) -> np.ndarray:
     if arr.size and arr.min() < 0:
         raise NoisylabInputError(f"{name} must be class indices >= 0; got {int(arr.min())}.")
     if K is not None and arr.size and arr.max() >= K:
-        raise NoisylabInputError(f"{name} holds class {int(arr.max())} but there are only {K} classes (0..{K - 1}).")
+        raise NoisylabInputError(f"{name} holds class {int(arr.max())} but there are only {K} classes (0..{K - 1}; "
+                                 "K is n_classes, or the length of class_names when given).")
     return arr
 
 
@@ -109,17 +110,20 @@ def _mask(values, name, n) -> np.ndarray:
     return arr
 
 
-def _names(class_names, K) -> list[str]:
+def _names(class_names, K, what="class_names", of="classes") -> list[str]:
     if class_names is None:
         return [str(k) for k in range(K)]
     names = [str(c) for c in (class_names.tolist() if isinstance(class_names, np.ndarray) else class_names)]
     if len(names) != K:
-        raise NoisylabInputError(f"class_names has {len(names)} names but there are {K} classes.")
+        raise NoisylabInputError(f"{what} has {len(names)} names but there are {K} {of}.")
     return names
 
 
 def _noise_matrix(M, name, K=None) -> np.ndarray:
-    arr = np.asarray(M, dtype=np.float64)
+    try:
+        arr = np.asarray(M, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise NoisylabInputError(f"{name} must be a numeric K x K matrix; got {type(M).__name__}.") from None
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise NoisylabInputError(f"{name} must be a square K x K matrix; got shape {arr.shape}.")
     if K is not None and arr.shape[0] != K:
@@ -191,6 +195,8 @@ class Report:
     def __init__(self, title: str, subtitle: str | None = None):
         if not isinstance(title, str) or not title.strip():
             raise NoisylabInputError(f"title must be a non-empty string; got {title!r}.")
+        if subtitle is not None and not isinstance(subtitle, str):
+            raise NoisylabInputError(f"subtitle must be a string or None; got {type(subtitle).__name__}.")
         self.title = title
         self.subtitle = subtitle
         self.sections: list[_Section] = []
@@ -455,6 +461,8 @@ class Report:
                 raise NoisylabInputError(f"run {name!r}: no epoch has 'val_acc' or 'test_acc'.")
             epochs = np.array([_num(r.get("epoch", j)) for j, r in enumerate(hist)])
             best = run.get("best_epoch")
+            if best is not None and (isinstance(best, bool) or not isinstance(best, (int, np.integer))):
+                raise NoisylabInputError(f"run {name!r}: best_epoch must be an int index into history; got {best!r}.")
             if best is None or not (0 <= int(best) < len(hist)):
                 best = int(np.nanargmax(val)) if not np.all(np.isnan(val)) else len(hist) - 1
             best = int(best)
@@ -557,7 +565,8 @@ class Report:
         else:
             F = X[order].reshape(order.size, -1)
             d = F.shape[1]
-            fn = _names(feature_names, d) if feature_names is not None else [f"x{j}" for j in range(d)]
+            fn = _names(feature_names, d, "feature_names", "features") if feature_names is not None \
+                else [f"x{j}" for j in range(d)]
             shown = min(d, MAX_FEATURES)
             header = header + fn[:shown] + (["…"] if d > shown else [])
             rows = [r + [_fmt_feature(v) for v in F[j, :shown].tolist()] + (["…"] if d > shown else [])

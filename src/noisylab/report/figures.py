@@ -34,7 +34,8 @@ DPI = 100
 CLEAN_COLOR, NOISY_COLOR, ISSUE_COLOR = "#4C72B0", "#DD5143", "#E39B3A"
 _STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
           "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": DPI, "savefig.dpi": DPI,
-          "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest"}
+          "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
+          "text.parse_math": False}  # class / run names are drawn as given ("$" is not math)
 
 
 def require_matplotlib(caller: str = "noisylab.report"):

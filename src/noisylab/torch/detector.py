@@ -675,10 +675,11 @@ class NoiseDetector:
                 payload = torch.load(path, map_location="cpu", weights_only=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
                     KeyError, IndexError, OSError, UnicodeDecodeError) as exc:
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                # torch's own message would end in its hint to retry with weights_only=False: not passed on
                 raise NoisylabInputError(
-                    f"{path} is not a readable noisylab detector file (corrupted, or it holds objects other than "
-                    f"tensors and plain values, which are never unpickled): {first}"
+                    f"{path} is not a readable noisylab detector file ({type(exc).__name__}): it is corrupted, or "
+                    "it holds objects other than tensors and plain values, which are refused (never unpickled). "
+                    "Rebuild it with `noisylab train-detector`."
                 ) from None
         return cls._from_payload(payload, path)
 
@@ -716,6 +717,15 @@ class NoiseDetector:
         state = payload["state_dict"]
         if not isinstance(state, dict):
             raise bad(f"state_dict must be a dict of tensors; got {type(state).__name__}.")
+        # the sizes the tensors imply, before any network is built from the (untrusted) config
+        w_hh = state.get("lstm.weight_hh_l0")
+        layers = len({k.rsplit("_l", 1)[1] for k in state if isinstance(k, str) and k.startswith("lstm.weight_hh_l")})
+        if not isinstance(w_hh, torch.Tensor) or w_hh.ndim != 2 or tuple(w_hh.shape) != (4 * cfg["hidden_size"],
+                                                                                         cfg["hidden_size"]) \
+                or layers != cfg["num_layers"]:
+            raise bad(f"config hidden_size={cfg['hidden_size']}, num_layers={cfg['num_layers']} does not match the "
+                      f"stored LSTM weights (weight_hh_l0 {tuple(getattr(w_hh, 'shape', ())) or 'missing'}, "
+                      f"{layers} layer(s)).")
         with torch.random.fork_rng(devices=[]):
             module = LSTMDetector(cfg["hidden_size"], cfg["num_layers"])
         expected = module.state_dict()
