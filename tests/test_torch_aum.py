@@ -145,3 +145,25 @@ def test_parameter_validation(blobs):
         AUM(lambda k: small_mlp(4), cfg(epochs=2)).fit(X, y)
     with pytest.raises(NoisylabInputError, match=r"X must have shape \(n, \*example_shape\)"):
         AUM(small_mlp, cfg()).fit(X[:10], y)
+
+
+def test_every_run_starts_from_the_same_weights_for_names_and_callables(blobs, monkeypatch):
+    import noisylab.torch.methods.aum as aum_module
+    from noisylab.torch.trainer import Callback
+
+    class FirstWeights(Callback):
+        def __init__(self):
+            self.states = []
+
+        def on_train_begin(self, trainer):
+            self.states.append({k: v.clone() for k, v in trainer.strategy_.model.state_dict().items()})
+
+    X, y, _, _ = blobs
+    real_trainer = aum_module.Trainer
+    for model in ("mlp", small_mlp):
+        spy = FirstWeights()
+        monkeypatch.setattr(aum_module, "Trainer",
+                            lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, spy], **kw))
+        AUM(model, cfg(epochs=2), threshold_fraction=0.2, random_state=3).fit(X, y)
+        first, second = spy.states  # two runs, disjoint threshold samples
+        assert all(torch.equal(first[k], second[k]) for k in first), model

@@ -260,3 +260,24 @@ def test_bootstrap_strategy_reports_loss_and_logits():
         tr = Trainer(mlp, run_cfg(0, epochs=3), strategy=st).fit(X, y)
         assert np.isfinite(tr.history_[-1]["train_loss"]) and tr.history_[-1]["train_acc"] > 0.5
     assert Bootstrap().beta == 0.95 and Bootstrap(mode="hard").beta == 0.8
+
+
+def test_robust_anchor_skips_the_top_three_percent():
+    # 200 rows; in each column the 5 largest p(i|x) (ranks 195-199) are over-confident outliers whose
+    # rows put the rest of their mass on the next class.  quantile=0.97 takes index floor(0.97 * 199)
+    # = 193 of the stable ascending sort, below them; quantile=1 (the paper's argmax) takes an outlier.
+    rng = np.random.default_rng(1)
+    n, K = 200, 3
+    P = rng.dirichlet(np.ones(K), n) * 0.8
+    P /= P.sum(axis=1, keepdims=True)
+    outliers = {i: np.arange(5 * i, 5 * i + 5) for i in range(K)}
+    for i, rows in outliers.items():
+        P[rows] = 0.0
+        P[rows, i] = 0.99 - 0.001 * np.arange(5)
+        P[rows, (i + 1) % K] = 1 - P[rows, i]
+    for q, expect_outlier in ((1.0, True), (0.97, False)):
+        T_hat = estimate_T_anchor(P, quantile=q)
+        for i in range(K):
+            anchor = np.argsort(P[:, i], kind="stable")[int(np.floor(q * (n - 1)))]
+            np.testing.assert_allclose(T_hat[:, i], P[anchor] / P[anchor].sum())
+            assert (anchor in outliers[i]) == expect_outlier

@@ -471,3 +471,58 @@ def test_ieg_label_correction_off_keeps_every_label_in_l1():
     assert float(on["l1"]) != pytest.approx(ce_on, rel=1e-3)    # L1 on the guesses
     assert float(on["eps_one_fraction"]) == float(off["eps_one_fraction"]) == 0.0  # the meta ε* is still reported
     assert float(on["l2"]) == pytest.approx(float(off["l2"]), rel=1e-6)
+
+
+def test_probe_batch_gets_the_training_augmentation():
+    X, y, yt, Xp, yp = blobs(n=200)
+
+    def shift(x, generator):  # deterministic, so the expected probe rows are known
+        return x + 100.0
+
+    for make in (lambda: L2R(Xp, yp, probe_batch_size=8), lambda: IEG(Xp, yp)):
+        tr = Trainer(tiny, run_cfg(epochs=1, augment=shift), strategy=make()).fit(X, y)
+        s = tr.strategy_
+        pos = s.probe_pos_
+        xp, ypb = s._probe_batch(8)
+        idx = (pos + torch.arange(8)) % len(s.Xp_)
+        torch.testing.assert_close(xp, s.Xp_[idx] + 100.0)
+        assert torch.equal(ypb, s.yp_[idx])
+    plain = Trainer(tiny, run_cfg(epochs=1), strategy=IEG(Xp, yp)).fit(X, y).strategy_
+    torch.testing.assert_close(plain._probe_batch(None)[0], plain.Xp_)  # no augmentation configured: raw
+
+
+def test_ieg_mixed_consistency_and_total_losses_by_hand():
+    X, y, yt, Xp, yp = blobs(n=330)
+    B = 16
+    x, yb = torch.from_numpy(X[:B]), torch.from_numpy(y[:B])
+    s = IEG(Xp, yp, ce_factor=3.0, consistency_factor=2.0, use_ema=False)
+    s.setup(fake_trainer(tiny, lr=0.1, batch_size=B, seed=4))
+    model = s.model
+    xp, ypb = s._probe_batch(B)
+    s.probe_pos_ = 0  # train_step draws the same probe batch again
+    gen_state = s.gen_.get_state()
+    # --- by hand, replaying the strategy's generator: strong augmentation, probe rows, permutation, U
+    g = torch.Generator().manual_seed(0)
+    g.set_state(gen_state)
+    x_hat = s.strong_augment_(x, g)
+    with torch.no_grad():
+        z, z_hat = model(x), model(x_hat)
+        q = guess_label(z, z_hat, 0.5)
+        sel = torch.randint(0, len(xp), (B,), generator=g)
+        pool_x = torch.cat([xp[sel], x, x_hat])
+        pool_t = torch.cat([F.one_hot(ypb[sel], 3).to(q.dtype), q, q])
+        perm = torch.randperm(3 * B, generator=g)
+        lam = mix_lambda(torch.rand(3 * B, generator=g), 0.5)
+        x_mix = lam[:, None] * pool_x + (1 - lam[:, None]) * pool_x[perm]
+        t_mix = lam[:, None] * pool_t + (1 - lam[:, None]) * pool_t[perm]
+        lm = model(x_mix)
+        ce = lambda logits, t: float(-(t * F.log_softmax(logits, 1)).sum(1).mean())  # noqa: E731
+        # LN separately on the probe part and on each unlabeled half; ce_factor only on the unlabeled part
+        xe = ce(logit_norm(lm[:B]), t_mix[:B]) + 3.0 * ce(torch.cat([logit_norm(lm[B:2 * B]),
+                                                                     logit_norm(lm[2 * B:])]), t_mix[B:])
+        log_p, log_p_hat = F.log_softmax(z, 1), F.log_softmax(z_hat, 1)
+        cs = 2.0 * float((log_p.exp() * (log_p - log_p_hat)).sum(1).mean())  # KL(softmax(z) || softmax(z_hat))
+    out = s.train_step((x, yb, torch.arange(B)))
+    assert float(out["xe_loss"]) == pytest.approx(xe, rel=1e-5)
+    assert float(out["cs_loss"]) == pytest.approx(cs, rel=1e-5)
+    assert float(out["loss"]) == pytest.approx((float(out["l1"]) + float(out["l2"])) / 2 + xe + cs, rel=1e-5)

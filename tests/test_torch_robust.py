@@ -202,3 +202,11 @@ def test_fit_method_refuses_forget_rate_outside_unit_interval(blobs):
     for bad in (2.0, 1.0, -0.1, True):
         with pytest.raises(NoisylabInputError, match=r"forget_rate must be a number in \[0, 1\)"):
             fit_method("coteaching", data, Protocol(epochs=1), forget_rate=bad)
+
+
+def test_incv_coteaching_phase_checkpoints_and_resumes(tmp_path, blobs):
+    d = prepare_data(blobs, "symmetric:0.3", seed=2, probe_per_class=0)
+    full = fit_method("incv", d, Protocol(**TINY), seed=2, checkpoint_dir=tmp_path / "ck")
+    assert (tmp_path / "ck" / "main" / "checkpoint.pt").exists()  # the Co-teaching phase (selection is redone)
+    again = fit_method("incv", d, Protocol(**TINY), seed=2, checkpoint_dir=tmp_path / "ck")
+    assert again.test_acc == full.test_acc and again.history == full.history

@@ -464,7 +464,7 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         tk = protocol.coteaching_num_gradual if protocol.incv_num_gradual is None else protocol.incv_num_gradual
         incv = INCV(build, protocol.train_config(epochs=protocol.incv_epochs, val_fraction=0.0, seed=seed),
                     protocol.train_config(epochs=protocol.incv_coteaching_epochs, seed=seed,
-                                          val_fraction=0.0 if shared else None),
+                                          val_fraction=0.0 if shared else None, checkpoint_dir=sub("main")),
                     kind=kind, num_gradual=tk, random_state=seed)
         # "shared": the rows every other method's Trainer holds out (same y, fraction and seed)
         val = validation_split(data.y, protocol.val_fraction, seed)[1] if shared else None

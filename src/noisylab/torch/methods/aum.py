@@ -246,7 +246,10 @@ class AUM:
             np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] % (2**63))
         ss_perm, ss_models = np.random.SeedSequence(seed).spawn(2)
         perm = np.random.default_rng(ss_perm).permutation(n)
-        model_seeds = [int(s) for s in ss_models.generate_state(self.n_runs, dtype=np.uint64) % (2**63)]
+        # one weight seed for every run: the runs differ only in their threshold samples, as in the
+        # original (which resets its seeds identically), and as a callable model built under the
+        # trainer's random_state already did
+        model_seed = int(ss_models.generate_state(1, dtype=np.uint64)[0] % (2**63))
         sets = [np.sort(perm[r * n_thr:(r + 1) * n_thr]) for r in range(self.n_runs)]
 
         tmp = None
@@ -269,7 +272,7 @@ class AUM:
                     cfg = dataclasses.replace(cfg, checkpoint_dir=Path(cfg.checkpoint_dir) / f"run{r}")
                 path = folder / f"aum_run{r}.npy"
                 recorder = DynamicsRecorder(path, mode="train_forward", true_labels=true_labels)
-                trainer = Trainer(self._model_factory(shape[1:], C + 1, model_seeds[r]), cfg,
+                trainer = Trainer(self._model_factory(shape[1:], C + 1, model_seed), cfg,
                                   strategy=self.strategy, callbacks=[_CheckOutputs(C + 1), recorder])
                 trainer.fit(X, y_r)
                 histories.append(trainer.history_)

@@ -54,7 +54,10 @@ Quirks reproduced (on purpose, as in the reference code)
   only parameters are averaged, BatchNorm running statistics are copied from the live model
   (the code's evaluation getter falls back to the original variables for them).
 * Probe stream: unshuffled, cycling, the whole probe set per step when it is not larger than the
-  batch size (IEG) -- the reference ``probe_ds.repeat().batch(batch_size)``.
+  batch size (IEG) -- the reference ``probe_ds.repeat().batch(batch_size)``.  The probe batch gets
+  the training batches' weak augmentation (``TrainConfig.augment``; IEG's crop+flip of the probe,
+  METHODS.md §6.2), drawn from the trainer's augmentation generator after the batch's own; L2R
+  alike (§5 does not say; the IEG code feeds both from the same pipeline).
 * ``L_cs = consistency_factor · mean_i KL(softmax(z_i) ‖ softmax(ẑ_i))`` (the code's mean over
   ``B·C`` elements times C); ``L_xe`` / ``L_cs`` are 0 when their factor is 0 (the code then skips
   the whole term, probe CE included).
@@ -284,13 +287,20 @@ class _ProbeStrategy(Strategy):
 
     def _probe_batch(self, size: int | None):
         """The next probe batch: the whole probe set (``size`` None or >= n_probe), else ``size``
-        rows of an unshuffled cycling stream (``repeat().batch(size)``)."""
+        rows of an unshuffled cycling stream (``repeat().batch(size)``), with the training batches'
+        augmentation (``TrainConfig.augment``, the IEG reference's crop+flip of the probe) when set."""
         n = len(self.Xp_)
         if size is None or size >= n:
-            return self.Xp_, self.yp_
-        idx = (self.probe_pos_ + torch.arange(size, device=self.Xp_.device)) % n
-        self.probe_pos_ = (self.probe_pos_ + size) % n
-        return self.Xp_[idx], self.yp_[idx]
+            xp, yp = self.Xp_, self.yp_
+        else:
+            idx = (self.probe_pos_ + torch.arange(size, device=self.Xp_.device)) % n
+            self.probe_pos_ = (self.probe_pos_ + size) % n
+            xp, yp = self.Xp_[idx], self.yp_[idx]
+        trainer = getattr(self, "trainer", None)
+        augment = getattr(getattr(trainer, "config", None), "augment", None)
+        if augment is not None:
+            xp = augment(xp, trainer.augment_gen_)
+        return xp, yp
 
     def _named_params(self):
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
