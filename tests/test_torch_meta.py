@@ -474,7 +474,7 @@ def test_ieg_label_correction_off_keeps_every_label_in_l1():
 
 
 def test_probe_batch_gets_the_training_augmentation():
-    X, y, yt, Xp, yp = blobs(n=200)
+    X, y, _, Xp, yp = blobs(n=200)
 
     def shift(x, generator):  # deterministic, so the expected probe rows are known
         return x + 100.0
@@ -492,7 +492,7 @@ def test_probe_batch_gets_the_training_augmentation():
 
 
 def test_ieg_mixed_consistency_and_total_losses_by_hand():
-    X, y, yt, Xp, yp = blobs(n=330)
+    X, y, _, Xp, yp = blobs(n=330)
     B = 16
     x, yb = torch.from_numpy(X[:B]), torch.from_numpy(y[:B])
     s = IEG(Xp, yp, ce_factor=3.0, consistency_factor=2.0, use_ema=False)
