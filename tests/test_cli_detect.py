@@ -34,6 +34,10 @@ def test_detect_on_recording_writes_ranked_csv(recording, tmp_path, capsys):
     assert auroc > 0.9  # easy blobs
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 600 and [float(r["label_quality"]) for r in rows] == sorted(float(r["label_quality"]) for r in rows)
+    # the summary on stdout lists the same 10 lowest rows (so a run without --out shows something)
+    assert "The 10 lowest label qualities of 600 examples (confidence" in text
+    table = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| index")]
+    assert [int(line.split("|")[1]) for line in table] == [int(r["index"]) for r in rows[:10]]
     # given labels and truth columns agree with the noise that was injected
     for r in rows[:20]:
         i = int(r["index"])
@@ -78,3 +82,10 @@ def test_train_detector_then_detect_on_a_dataset_with_retraining(tmp_path, capsy
     assert "fine-tune on the same feature" in capsys.readouterr().err
     np.testing.assert_array_equal(NoiseDetector.load(det).score(np.full((2, 5), 0.5, np.float32)),
                                   loaded.score(np.full((2, 5), 0.5, np.float32)))
+
+
+def test_detect_default_model_is_the_benchs():
+    from noisylab.cli import _detect_model
+
+    assert _detect_model("digits", "auto") == "mlp" and _detect_model("mnist1d", "auto") == "cnn1d"
+    assert _detect_model("gaussian", "auto") == "auto" and _detect_model("digits", "small_cnn") == "small_cnn"

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__
 from ._format import format_matrix, markdown_table
+from ._pretrained import PRETRAINED
 from ._validation import NoisylabInputError, check_option
 
 EXIT_BAD_INPUT = 2
@@ -265,7 +266,9 @@ def _parser() -> argparse.ArgumentParser:
     dt.add_argument("--dataset", help="data set name or path (runs the trainings the method needs)")
     dt.add_argument("--noise", help="synthesize noise on the data set's labels: KIND:RATE")
     dt.add_argument("--detector", help="LSTM detector file (default: the shipped pretrained one)")
-    dt.add_argument("--model", default="auto", help="model for --dataset (default: by input shape)")
+    dt.add_argument("--model", default="auto",
+                    help="model for --dataset (default: the detectors bench's model of the data set -- mlp for "
+                         "digits, cnn1d for mnist1d -- else by input shape)")
     dt.add_argument("--epochs", type=int, default=30, help="epochs of the trainings for --dataset (default: %(default)s)")
     dt.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
     dt.add_argument("--remove", type=float, help="remove this fraction of lowest-quality examples and retrain")
@@ -278,7 +281,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Record training dynamics (per-epoch probability of the given label, eval pass) of a network "
                     "trained on a data set with synthesized noise, train the LSTM detector (2 layers, 64 units) to "
                     "predict the flips, and save it (a state dict loaded with weights_only=True). The shipped "
-                    "detector is: noisylab train-detector --dataset mnist1d --noise symmetric:0.3 --seed 0.",
+                    "detectors are rebuilt by " + " and ".join(f"`{cmd}` ({feat})" for feat, (_f, cmd) in
+                                                               PRETRAINED.items())
+                    + " (with one thread, as the shipped files were made); this command trains one on any data set.",
         epilog=_examples("""
             noisylab train-detector --dataset mnist1d --noise symmetric:0.3 --out lstm_mnist1d.pt
             noisylab train-detector --dataset digits --noise pair:0.3 --init lstm_mnist1d.pt --out tuned.pt
@@ -1161,7 +1166,7 @@ def _cmd_detect(args) -> int:
         from .torch.robust import Protocol, prepare_data
 
         data = prepare_data(args.dataset, args.noise, seed=args.seed, probe_per_class=0)
-        protocol = Protocol(model=args.model, epochs=args.epochs, lr=args.lr, schedule="constant", batch_size=128,
+        protocol = Protocol(model=_detect_model(args.dataset, args.model), epochs=args.epochs, lr=args.lr, schedule="constant", batch_size=128,
                             probe_per_class=0)
         res = score_examples(data, method, protocol, seed=args.seed, detector=detector, measure_overhead=False)
         quality, flagged, given = res.label_quality, res.flagged, data.y
@@ -1182,12 +1187,18 @@ def _cmd_detect(args) -> int:
             base = _fit_standard_acc(data, protocol, args.seed)
             print(f"{flag} {frac:g}: test accuracy {r['test_acc']:.4f} (noisy labels: {base:.4f}) at the best "
                   "noisy-validation epoch")
+    order = np.argsort(quality, kind="stable")
+    top = order[:10]
+    print(f"The {len(top)} lowest label qualities of {len(order)} examples ({method}; HIGHER = label more likely "
+          "correct):")
+    print(markdown_table(["index", "given_label", "label_quality"] + (["flagged"] if flagged is not None else []),
+                         [[int(ids[i]), int(given[i]), f"{float(quality[i]):.4f}"]
+                          + ([bool(flagged[i])] if flagged is not None else []) for i in top]))
     if truth is not None and truth.any() and not truth.all():
         met = detection_metrics(quality, truth, flagged)
         print("Against the true flips: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                      for k, v in met.items()))
     if args.out:
-        order = np.argsort(quality, kind="stable")
         with atomic_write(args.out, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["index", "given_label", "label_quality"] + (["flagged"] if flagged is not None else [])
@@ -1198,6 +1209,16 @@ def _cmd_detect(args) -> int:
                            + ([bool(truth[i])] if truth is not None else []))
         print(f"Wrote {len(order)} rows, lowest label quality first, to {args.out}")
     return 0
+
+
+def _detect_model(dataset, model):
+    """``detect --model auto``: the model the detectors bench measured on ``dataset`` (METHODS.md §12: the
+    MLP for digits, the 1-D CNN for MNIST-1D), else "auto" (by input shape)."""
+    if model != "auto":
+        return model
+    from .bench.detectors import detectors_grid
+
+    return {r["dataset"]: r["model"] for r in detectors_grid().runs()}.get(str(dataset), "auto")
 
 
 def _fit_standard_acc(data, protocol, seed):

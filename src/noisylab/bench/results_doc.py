@@ -99,8 +99,9 @@ def results_markdown(results_dir="bench_results", cl_data=None) -> str:
     else:
         out += ["*Not run yet: `noisylab bench detectors`.*", ""]
     out += ["## 4. Detection speed against cleanlab", "",
-            "Command: `python benchmarks/detect_speed.py` (a benchmark, not a store: it prints its table; see "
-            "`benchmarks/README.md` for the last measured figures).", ""]
+            "Command: `python benchmarks/detect_speed.py` (a benchmark, not a store: it prints its table). The last "
+            "measured figures are in the README's Benchmarks section; `benchmarks/README.md` has the commands "
+            "and the method.", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
