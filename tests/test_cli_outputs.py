@@ -169,3 +169,33 @@ def test_report_checks_every_destination_before_writing(capsys, tmp_path, inputs
     assert_error(capsys, "report", ["--labels", labels, "--pred-probs", probs, "--out", out,
                                     "--md", labels / "r.md"], f"Output folder {labels} is not a folder")
     assert not out.exists()
+
+
+def test_noise_refuses_options_of_another_kind_and_offers_the_papers_counts(capsys, tmp_path):
+    y = np.repeat(np.arange(10), 30)
+    np.save(tmp_path / "y.npy", y)
+    base = ["--labels", tmp_path / "y.npy", "--out", tmp_path / "n.npz"]
+    for extra, msg in ((["--kind", "symmetric", "--rate", 0.3, "--map", "7:1"], "--map applies to --kind class_map"),
+                       (["--kind", "pair", "--rate", 0.3, "--matrix", tmp_path / "nope.npy"],
+                        "--matrix applies to --kind matrix"),
+                       (["--kind", "symmetric", "--rate", 0.3, "--trace", 3], "--trace applies to --kind matrix"),
+                       (["--kind", "matrix", "--matrix", tmp_path / "T.npy", "--sparsity", 0.2],
+                        "--sparsity applies to --kind matrix with --trace only"),
+                       (["--kind", "cifar10", "--rate", 0.3, "--n-classes", 7], "has n_classes=10; got n_classes=7"),
+                       (["--kind", "symmetric", "--rate", 0.3, "--sampling", "floor"],
+                        "--sampling floor (the CL paper's counts) applies to --kind matrix only")):
+        assert_error(capsys, "noise", base + extra, msg)
+    assert not (tmp_path / "n.npz").exists()
+    # the paper's trace-1 setting (90% noise) needs valid_noise_matrix=False, now the default
+    assert cli(capsys, "noise", *base, "--kind", "matrix", "--trace", 1, "--seed", 0)[0] == 0
+    assert_error(capsys, "noise", base + ["--kind", "matrix", "--trace", 1, "--valid"], "trace > 1")
+    # --sampling floor: floor(T[s, y] * n_y) per cell
+    T = np.full((10, 10), 0.05)
+    np.fill_diagonal(T, 0.55)
+    np.save(tmp_path / "T.npy", T)
+    assert cli(capsys, "noise", *base, "--kind", "matrix", "--matrix", tmp_path / "T.npy", "--sampling", "floor")[0] == 0
+    with np.load(tmp_path / "n.npz") as z:
+        C = np.zeros((10, 10), int)
+        np.add.at(C, (z["noisy_labels"], z["true_labels"]), 1)
+    off = C[~np.eye(10, dtype=bool)]
+    assert (off == 1).all()  # floor(0.05 * 30) = 1 in every off-diagonal cell (exact rounding would give 1 or 2)

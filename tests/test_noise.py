@@ -760,3 +760,30 @@ def test_other_bad_arguments():
         symmetric_noise([0, 1], 0.2, n_classes=2.5)
     with pytest.raises(NoisylabInputError, match="2-D|1-D"):
         symmetric_noise([[0, 1]], 0.2)
+
+
+def test_floor_sampling_reproduces_the_cl_papers_label_files(shared_data):
+    # the paper's noisy labels have exactly floor(T[s, y] * n_y) examples in every off-diagonal cell
+    files = sorted((shared_data / "cl-cifar10").glob("sparsity*_noise*.npz"))
+    assert len(files) == 7
+    for f in files:
+        with np.load(f) as z:
+            T, true, noisy = z["noise_matrix"], z["true_labels"], z["noisy_labels"]
+        res = noise_from_matrix(true, T, sampling="floor", random_state=0)  # noise-0's T has -3e-7 entries
+        K = T.shape[0]
+        paper, ours = np.zeros((K, K), int), np.zeros((K, K), int)
+        np.add.at(paper, (noisy, true), 1)
+        np.add.at(ours, (res.noisy_labels, true), 1)
+        np.testing.assert_array_equal(ours, paper, err_msg=f.name)
+
+
+def test_floor_counts_and_float_rounding_negatives():
+    T = np.array([[0.7, 0.25], [0.3, 0.75]])
+    y = np.repeat([0, 1], [7, 9])
+    res = noise_from_matrix(y, T, sampling="floor", random_state=1)
+    # floor(0.3 * 7) = 2 of class 0 -> 1, floor(0.25 * 9) = 2 of class 1 -> 0 (exact would give 2 and 2 or 3)
+    assert int(np.sum(res.noisy_labels[y == 0] == 1)) == 2 and int(np.sum(res.noisy_labels[y == 1] == 0)) == 2
+    nearly = np.array([[1.0 + 2e-7, 0.5], [-2e-7, 0.5]])  # float rounding, as in stored matrices
+    assert noise_from_matrix(y, nearly, random_state=0).noise_matrix[1, 0] == 0.0
+    with pytest.raises(NoisylabInputError, match="must be >= 0"):
+        noise_from_matrix(y, np.array([[1.01, 0.5], [-0.01, 0.5]]))

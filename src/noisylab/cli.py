@@ -107,11 +107,16 @@ def _parser() -> argparse.ArgumentParser:
             noisylab noise --labels labels.npy --kind class_map --map 7:1,3:8 --rate 0.3 --out noisy.npz
             noisylab noise --labels labels.npy --kind matrix --matrix T.npy --out noisy.npz
             noisylab noise --labels labels.npy --kind matrix --trace 8 --sparsity 0.4 --seed 0 --out noisy.npz
+            noisylab noise --labels labels.npy --kind matrix --matrix T.npy --sampling floor --out noisy.npz
 
             symmetric: flip to a different class w.p. rate; uniform: resample over all classes w.p. rate
             (changes rate*(K-1)/K); pair: y -> y+1 mod K; cifar10: truck->automobile, bird->airplane,
             cat<->dog, deer->horse; cifar100: next class in the superclass; matrix: P(noisy|true), columns
-            = true class, given (--matrix) or drawn from a trace and sparsity as in the CL paper.
+            = true class, given (--matrix) or drawn at random with a trace and sparsity (the CL paper's
+            construction, valid_noise_matrix=False as it used unless --valid; an independent generator:
+            its diagonal is Dirichlet(1)*trace conditioned on the bounds, see
+            generate_noise_matrix_from_trace). --sampling floor gives the CL paper's exact counts
+            (floor(T[s, y] * n_y) per cell).
             Output: .npz (noisy_labels, true_labels, flip_mask, noise_matrix, transition_matrix),
             .csv (index,true_label,noisy_label,flipped) or .json ({id: noisy label} for JSON input).
         """))
@@ -120,13 +125,19 @@ def _parser() -> argparse.ArgumentParser:
     nz.add_argument("--rate", type=float, help="noise rate (all kinds but matrix)")
     nz.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     nz.add_argument("--exact", action="store_true",
-                    help="exact per-cell counts: the changed fraction equals the expected one within one example")
+                    help="exact per-cell counts: the changed fraction equals the expected one within one example "
+                         "(= --sampling exact)")
+    nz.add_argument("--sampling", choices=("per_example", "exact", "floor"),
+                    help="per_example (independent draws, default), exact (--exact) or floor (matrix kind: the CL "
+                         "paper's floor(T[s, y] * n_y) per cell)")
+    nz.add_argument("--valid", action="store_true",
+                    help="matrix kind with --trace: redraw until the matrix is learnable (the CL paper did not)")
     nz.add_argument("--n-classes", type=int, help="number of classes (default: from the labels)")
     nz.add_argument("--map", help="class_map kind: comma list source:target, e.g. 7:1,3:8")
     nz.add_argument("--matrix", help="matrix kind: .npy/.csv K x K noise matrix P(noisy|true)")
     nz.add_argument("--trace", type=float, help="matrix kind without --matrix: trace of the random matrix")
-    nz.add_argument("--sparsity", type=float, default=0.0,
-                    help="matrix kind with --trace: fraction of zero off-diagonal noise rates")
+    nz.add_argument("--sparsity", type=float,
+                    help="matrix kind with --trace: fraction of zero off-diagonal noise rates (default: 0)")
     nz.add_argument("--out", required=True, help="output file (.npz, .csv or .json), written atomically")
 
     de = sub.add_parser(
@@ -872,6 +883,22 @@ def _cmd_noise(args) -> int:
     from .noise import NOISE_KINDS, generate_noise_matrix_from_trace, make_noise
 
     kind = check_option("kind", args.kind, NOISE_KINDS)
+    # options of another kind are an error, not silently ignored
+    for flag, value, owner in (("--map", args.map, "class_map"), ("--matrix", args.matrix, "matrix"),
+                               ("--trace", args.trace, "matrix"), ("--valid", args.valid or None, "matrix")):
+        if value is not None and kind != owner:
+            raise NoisylabInputError(f"{flag} applies to --kind {owner} only; got --kind {kind}.")
+    if args.sparsity is not None and args.trace is None:
+        raise NoisylabInputError("--sparsity applies to --kind matrix with --trace only.")
+    if args.valid and args.trace is None:
+        raise NoisylabInputError("--valid applies to --kind matrix with --trace only.")
+    if args.matrix and args.trace is not None:
+        raise NoisylabInputError("give --matrix FILE or --trace T, not both.")
+    if args.exact and args.sampling not in (None, "exact"):
+        raise NoisylabInputError(f"--exact is --sampling exact; got --sampling {args.sampling} as well.")
+    sampling = "exact" if args.exact else (args.sampling or "per_example")
+    if sampling == "floor" and kind != "matrix":
+        raise NoisylabInputError("--sampling floor (the CL paper's counts) applies to --kind matrix only.")
     lab = read_labels(args.labels)
     codes, names = encode_labels(lab.values)
     n_classes = args.n_classes if args.n_classes is not None else (len(names) if names is not None else None)
@@ -880,7 +907,7 @@ def _cmd_noise(args) -> int:
             f"--n-classes {n_classes} does not match the {len(names)} class names in the labels; "
             "with class names the classes are the names."
         )
-    kw = dict(n_classes=n_classes, exact=args.exact, random_state=args.seed)
+    kw = dict(n_classes=n_classes, exact=sampling == "exact", random_state=args.seed)
     if kind == "matrix":
         if args.rate is not None:
             raise NoisylabInputError("--rate does not apply to --kind matrix; give --matrix FILE or --trace T.")
@@ -889,11 +916,16 @@ def _cmd_noise(args) -> int:
         elif args.trace is not None:
             K = n_classes if n_classes is not None else int(np.max(codes)) + 1
             py = np.bincount(codes, minlength=K) / codes.shape[0]
-            T = generate_noise_matrix_from_trace(K, args.trace, py=py, frac_zero_noise_rates=args.sparsity,
-                                                 valid_noise_matrix=True, random_state=args.seed)
+            T = generate_noise_matrix_from_trace(K, args.trace, py=py, frac_zero_noise_rates=args.sparsity or 0.0,
+                                                 valid_noise_matrix=args.valid, random_state=args.seed)
         else:
             raise NoisylabInputError("--kind matrix needs --matrix FILE or --trace T [--sparsity S].")
-        result = make_noise("matrix", codes, noise_matrix=T, **kw)
+        from .noise import noise_from_matrix
+
+        if n_classes is not None and T.shape != (n_classes, n_classes):
+            raise NoisylabInputError(f"the noise matrix is {T.shape[0]} x {T.shape[1]} but there are {n_classes} "
+                                     "classes (--n-classes / the labels).")
+        result = noise_from_matrix(codes, T, sampling=sampling, random_state=args.seed)
     else:
         if args.rate is None:
             raise NoisylabInputError(f"--kind {kind} needs --rate.")
@@ -905,8 +937,8 @@ def _cmd_noise(args) -> int:
                 mapping = {int(a): int(b) for a, b in (pair.split(":") for pair in args.map.split(","))}
             except ValueError:
                 raise NoisylabInputError(f"--map must look like 7:1,3:8; got {args.map!r}.") from None
-        if kind in ("cifar10", "cifar100", "digits"):
-            kw.pop("n_classes")
+        if kind in ("cifar10", "cifar100", "digits") and args.n_classes is None:
+            kw.pop("n_classes")  # the kind's own K (10 / 100; digits: 10 unless --n-classes)
         result = make_noise(kind, codes, args.rate, mapping=mapping, **kw)
     if names is not None and result.noise_matrix.shape[0] > len(names):
         raise NoisylabInputError(

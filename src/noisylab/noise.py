@@ -82,7 +82,7 @@ __all__ = [
 NOISE_KINDS = ("symmetric", "uniform", "pair", "cifar10", "cifar100", "digits", "class_map", "matrix")
 
 #: Sampling schemes accepted by :func:`noise_from_matrix`.
-SAMPLING_MODES = ("per_example", "exact")
+SAMPLING_MODES = ("per_example", "exact", "floor")
 
 #: CIFAR-10 semantic asymmetric map: truck->automobile, bird->airplane,
 #: cat<->dog, deer->horse (IEG and most papers).  Read-only mapping.
@@ -237,9 +237,11 @@ def _check_noise_matrix(noise_matrix, *, name: str = "noise_matrix", n_classes: 
     if not finite.all():
         r, c = np.argwhere(~finite)[0]
         raise NoisylabInputError(f"{name} must be finite; got {T[r, c]} at [{r}, {c}].")
-    if T.min() < 0:
-        r, c = np.argwhere(T < 0)[0]
+    if T.min() < -_COLUMN_SUM_TOL:
+        r, c = np.argwhere(T < -_COLUMN_SUM_TOL)[0]
         raise NoisylabInputError(f"{name} entries are probabilities and must be >= 0; got {T[r, c]} at [{r}, {c}].")
+    # float-rounding negatives (the CL paper's stored matrices have entries down to -3e-7) count as 0
+    T = np.clip(T, 0.0, None)
     col = T.sum(axis=0)
     dev = np.abs(col - 1.0)
     if dev.max() > _COLUMN_SUM_TOL:
@@ -582,11 +584,19 @@ def generate_noise_matrix_from_trace(
 ) -> np.ndarray:
     """Random class-conditional noise matrix with a given trace.
 
-    The noise of the Confident Learning paper's CIFAR-10 experiments
+    The construction of the Confident Learning paper's CIFAR-10 noise
     (METHODS.md 11.1: ``trace = int(K * (1 - noise))``, sparsity =
     ``frac_zero_noise_rates``; the paper used ``valid_noise_matrix=False``).
-    This is an independent implementation, so the same seed does not give the
-    paper's matrices.
+    This is an independent implementation of that description, not of the
+    paper's code: the same seed does not give the paper's matrices, and the
+    distribution differs where the description is silent.  Here the diagonal
+    is Dirichlet(1)*trace *conditioned* on the bounds; the reference's
+    adjustment loop shifts mass onto its smallest entry, so its smallest
+    diagonal entry is larger (trace 8, K = 10: mean 0.56 vs 0.42 here;
+    P(min < 0.4) 0.05 vs 0.38), and it spreads the zeros less evenly over
+    the columns (sparsity 0.2: a column with >= 5 zeros in 59% vs 12% of the
+    draws).  To use the paper's own matrices, load them and call
+    :func:`noise_from_matrix` with ``sampling="floor"`` (its per-cell counts).
 
     Construction of one draw:
 
@@ -723,7 +733,7 @@ def _exact_counts(T: np.ndarray, n_y: np.ndarray, rng: np.random.Generator) -> n
 
     Largest-remainder (Hamilton) apportionment at two levels: first the
     per-class changed totals (so that the overall number of changed labels
-    is round(sum_y n_y * (1 - T[y, y]))), then the cells within each class.
+    is sum_y n_y * (1 - T[y, y]) rounded half up), then the cells within each class.
     Ties are broken at random.
     """
     K = T.shape[0]
@@ -750,6 +760,15 @@ def _exact_counts(T: np.ndarray, n_y: np.ndarray, rng: np.random.Generator) -> n
         C[sel // K, sel % K] += 1                              # sel indexes cells in C order
     changed = C.sum(axis=0)
     C[np.arange(K), np.arange(K)] = n_y - changed
+    return C
+
+
+def _floor_counts(T: np.ndarray, n_y: np.ndarray) -> np.ndarray:
+    """The Confident Learning paper's counts: ``floor(T[s, y] * n_y)`` per off-diagonal cell, the rest stay."""
+    K = T.shape[0]
+    C = np.floor(_snap_int(T * n_y[None, :].astype(np.float64))).astype(np.int64)
+    C[np.arange(K), np.arange(K)] = 0
+    C[np.arange(K), np.arange(K)] = n_y - C.sum(axis=0)
     return C
 
 
@@ -783,7 +802,12 @@ def _assign(y: np.ndarray, C: np.ndarray, n_y: np.ndarray, rng: np.random.Genera
 def _sample(y: np.ndarray, T: np.ndarray, sampling: str, rng: np.random.Generator) -> NoisyLabels:
     K = T.shape[0]
     n_y = np.bincount(y, minlength=K).astype(np.int64)
-    C = _exact_counts(T, n_y, rng) if sampling == "exact" else _per_example_counts(T, n_y, rng)
+    if sampling == "exact":
+        C = _exact_counts(T, n_y, rng)
+    elif sampling == "floor":
+        C = _floor_counts(T, n_y)
+    else:
+        C = _per_example_counts(T, n_y, rng)
     noisy = _assign(y, C, n_y, rng)
     realised = np.eye(K)
     present = n_y > 0
@@ -808,7 +832,7 @@ def noise_from_matrix(labels, noise_matrix, *, sampling: str = "per_example", ra
         True labels in ``0..K-1`` with ``K = noise_matrix.shape[0]``.
     noise_matrix : array-like of shape (K, K)
         ``T[s, y] = P(noisy=s | true=y)``; columns must sum to 1.
-    sampling : {"per_example", "exact"}, default "per_example"
+    sampling : {"per_example", "exact", "floor"}, default "per_example"
         * ``"per_example"`` -- every example's noisy label is an independent
           draw from column ``T[:, y]`` (INCV, IEG, AUM, Co-teaching).  It is
           implemented as a multinomial draw of the per-class counts followed
@@ -818,14 +842,17 @@ def noise_from_matrix(labels, noise_matrix, *, sampling: str = "per_example", ra
           examples, cell ``(s, y)`` receives ``floor`` or ``ceil`` of
           ``T[s, y] * n_y`` examples.  The rounding is by largest remainder,
           first over classes and then over cells within each class, so the
-          total number of changed labels equals
-          ``round(sum_y n_y * (1 - T[y, y]))`` (realised noise rate = the
+          total number of changed labels equals ``sum_y n_y * (1 - T[y, y])``
+          rounded half up (realised noise rate = the
           requested expected rate to within one example), every class's
           changed count is floor/ceil of its expected count (never above
           ``n_y``) and ties are broken at random.  Which examples of class y
-          receive which label is uniformly random.  The Confident Learning
-          paper itself used ``floor`` per cell, so its files are up to
-          K(K-1) examples short (e.g. 0.1991 instead of 0.2 on CIFAR-10).
+          receive which label is uniformly random.
+        * ``"floor"`` -- the Confident Learning paper's counts (METHODS.md
+          11.1): exactly ``floor(T[s, y] * n_y)`` randomly chosen examples of
+          class y get label s; the rest keep y.  Its files are up to K(K-1)
+          examples short of the expected rate (0.1991 instead of 0.2 on
+          CIFAR-10).
     random_state : None, int or numpy.random.Generator
 
     Returns
@@ -879,7 +906,7 @@ def uniform_noise(labels, rate, *, n_classes=None, exact=False, random_state=Non
     """Family-B noise: w.p. ``rate`` resample uniformly over all K classes.
 
     The expected changed fraction is ``rate * (K - 1) / K``; with
-    ``exact=True`` exactly ``round(n * rate * (K - 1) / K)`` labels change.
+    ``exact=True`` exactly ``n * rate * (K - 1) / K`` labels change, rounded half up.
     See :func:`uniform_matrix` (IEG, MentorNet / MentorMix).
 
     Parameters
