@@ -244,3 +244,84 @@ def test_first_bad_value_is_reported_whatever_the_blocks(monkeypatch, chunk_byte
                  lambda: noisylab.ConfidentLearning().fit(y, P)):
         with pytest.raises(noisylab.NoisylabInputError, match=msg):
             call()
+
+
+def test_copy_on_write_memmap_keeps_the_callers_edits(tmp_path):
+    y, P, _ = make_pred_probs(20_000, 10, seed=5)
+    np.save(tmp_path / "p.npy", P)
+    mm = np.load(tmp_path / "p.npy", mmap_mode="c")
+    mm[:] = mm[:, ::-1]  # private edits (rows still sum to 1)
+    edited = np.array(mm)
+    for filter_by in ("prune_by_noise_rate", "confident_learning"):
+        np.testing.assert_array_equal(noisylab.find_label_issues(y, mm, filter_by=filter_by),
+                                      noisylab.find_label_issues(y, edited, filter_by=filter_by))
+    np.testing.assert_array_equal(np.asarray(mm), edited)  # the pages were not dropped
+
+
+_RENORM_RSS = textwrap.dedent("""
+    import json, sys, warnings, numpy as np
+    import noisylab
+    def status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) // 1024
+    P = np.load(sys.argv[1], mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = noisylab._validation.check_pred_probs(P)
+    print(json.dumps({"rss_file": status("RssFile"), "sum_ok": bool(np.allclose(out[-5:].sum(1), 1, atol=1e-6))}))
+""")
+
+
+def test_renormalised_memmap_copy_does_not_stay_resident(tmp_path):
+    """The renormalised copy of a memory-mapped input is a temporary file whose written pages leave the process."""
+    n, K = 200_000, 80  # 61 MiB float32
+    y, P, _ = make_pred_probs(n, K, seed=1)
+    P[::1000] *= np.float32(1.004)  # off by 4e-3: renormalised
+    np.save(tmp_path / "p.npy", P)
+    del P
+    script = tmp_path / "m.py"
+    script.write_text(_RENORM_RSS)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "p.npy")], capture_output=True, text=True,
+                         check=True)
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    assert m["sum_ok"] and m["rss_file"] < 30, m  # input + copy would be over 120 MiB of mapped pages
+
+
+def test_progress_reports_never_go_backwards_with_threads(npy_pair, monkeypatch):
+    import time
+
+    d, y, P = npy_pair
+    monkeypatch.setattr(_chunks, "auto_chunk_rows", lambda n_cols, itemsize: 1000)
+    monkeypatch.setenv("NOISYLAB_NUM_THREADS", "4")
+    seen = []
+
+    def slow(desc, done, total):
+        time.sleep(0.0005)  # a terminal write; reports from threads used to overtake each other
+        seen.append((desc, done, total))
+
+    with _chunks.progress_callback(slow):
+        noisylab.find_label_issues(y, np.load(d / "pred_probs.npy", mmap_mode="r"), filter_by="confident_learning")
+    for desc in dict.fromkeys(s[0] for s in seen):
+        done = [s[1] for s in seen if s[0] == desc]
+        assert done == sorted(done) and done[-1] == y.shape[0], desc
+
+
+def test_float16_fortran_adjusted_scores_do_not_depend_on_layout_or_blocks(monkeypatch):
+    import cleanlab.rank as cr
+
+    rng = np.random.default_rng(0)
+    n, K = 5001, 7
+    y = rng.integers(0, K, n)
+    L = rng.normal(size=(n, K))
+    L[np.arange(n), y] += 2
+    P = (np.exp(L) / np.exp(L).sum(1, keepdims=True)).astype(np.float16)
+    ref = cr.get_label_quality_scores(y, P, adjust_pred_probs=True)  # C order
+    monkeypatch.setattr(_chunks, "auto_chunk_rows", lambda n_cols, itemsize: 1000)  # a one-row last block
+    for layout in (P, np.asfortranarray(P)):
+        for method in ("self_confidence", "normalized_margin"):
+            np.testing.assert_array_equal(
+                noisylab.get_label_quality_scores(y, layout, method=method, adjust_pred_probs=True),
+                cr.get_label_quality_scores(y, P, method=method, adjust_pred_probs=True))
+    assert ref.dtype == np.float16

@@ -13,6 +13,10 @@ Memory-mapped inputs
     After a block is processed its pages are dropped from the process
     (``madvise(MADV_DONTNEED)``; the kernel's page cache keeps them), so the
     resident memory stays bounded by a few blocks however large the file is.
+    Only shared mappings (``mmap_mode`` "r", "r+", "w+") and row-contiguous
+    blocks are released, and only the pages wholly inside the block: on a
+    copy-on-write map (``mmap_mode="c"``) dropping a page would discard the
+    caller's in-memory edits.
 
 Threads
     NumPy releases the GIL inside its loops, so blocks run in a small pool of
@@ -134,10 +138,9 @@ class Progress:
     def advance(self, rows: int) -> None:
         if self.callback is None:
             return
-        with self._lock:
+        with self._lock:  # the report is made under the lock, so reports never go backwards
             self._done += rows
-            done = self._done
-        self.callback(self._desc, done, self._total)
+            self.callback(self._desc, self._done, self._total)
 
 
 class Chunked:
@@ -167,7 +170,8 @@ class Chunked:
         if progress is None:
             progress = _PROGRESS.get()
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
-        self._mm = _mmap_base(P)
+        # pages can be dropped only from shared mappings: a private ("c") page holds the caller's edits
+        self._mm = _mmap_base(P) if getattr(P, "mode", None) in ("r", "r+", "w+") else None
 
     @property
     def is_memmap(self) -> bool:
@@ -176,13 +180,13 @@ class Chunked:
     # ------------------------------------------------------------------ memory
     def release(self, block) -> None:
         """Drop the pages of ``block`` (a view into a memory-mapped ``P``) from this process."""
-        if self._mm is None or block.size == 0:
-            return
+        if self._mm is None or block.size == 0 or not block.flags.c_contiguous:
+            return  # a strided block's bytes are not one range
         mm, base = self._mm
         start = block.ctypes.data - base
         stop = start + block.nbytes
-        lo = (start // _PAGE) * _PAGE
-        hi = min(-(-stop // _PAGE) * _PAGE, len(mm))
+        lo = -(-start // _PAGE) * _PAGE  # whole pages inside the block: never a neighbour's
+        hi = min((stop // _PAGE) * _PAGE, len(mm))
         if hi > lo:
             try:
                 mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)

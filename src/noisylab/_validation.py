@@ -352,9 +352,17 @@ def _renormalized(P, src):
         return (P / np.add.reduce(P, axis=1, dtype=np.float64, keepdims=True)).astype(P.dtype)
     import tempfile
 
-    tmp = tempfile.TemporaryFile(prefix="noisylab-renormalized-")
-    out = np.memmap(tmp, dtype=P.dtype, mode="w+", shape=P.shape)
-    src.map(_renormalize_block, out, desc="renormalising pred_probs")
+    from ._chunks import Chunked
+
+    with tempfile.TemporaryFile(prefix="noisylab-renormalized-") as tmp:  # the map keeps its own handle
+        out = np.memmap(tmp, dtype=P.dtype, mode="w+", shape=P.shape)
+    dst = Chunked(out)
+
+    def block(start, rows, out_rows):
+        _renormalize_block(start, rows, out_rows)
+        dst.release(out_rows)  # written pages leave the process too (the page cache keeps them)
+
+    src.map(block, out, desc="renormalising pred_probs")
     out.flush()
     return out
 

@@ -32,8 +32,14 @@ RANKING_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_
 
 
 def _adjust_block(block, t):
-    """``adjust_pred_probs``: subtract the thresholds (shifted by their max) and renormalise each row."""
-    out = block - t
+    """``adjust_pred_probs``: subtract the thresholds (shifted by their max) and renormalise each row.
+
+    Computed on a C-ordered block, so the float16 row sums (pairwise, as numpy sums a contiguous
+    row) do not depend on the input's memory layout or on how its rows are split into blocks.
+    cleanlab's do: for a Fortran-ordered float16 array it accumulates the row sums column by column
+    in float16, which can differ in the last digit.
+    """
+    out = np.subtract(block, t, order="C")
     out += t.max()
     return out / out.sum(axis=1, keepdims=True)
 
