@@ -62,7 +62,7 @@ class CleanLearning(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, label_issues=None):
         """Find the label issues of ``(X, y)`` (or use the given boolean mask) and fit on the rest."""
-        from .cv import cross_val_pred_probs, take_rows
+        from .cv import _select_rows, cross_val_pred_probs
         from .detect import FILTER_METHODS, find_label_issues
 
         filter_by = check_option("filter_by", self.filter_by, FILTER_METHODS)
@@ -82,7 +82,7 @@ class CleanLearning(ClassifierMixin, BaseEstimator):
                                          f"{mask.dtype} {mask.shape}.")
         self.label_issues_mask_ = mask
         keep = ~mask
-        self.clf_ = clone(self._base()).fit(take_rows(X, np.flatnonzero(keep)), y[keep])
+        self.clf_ = clone(self._base()).fit(_select_rows(X, np.flatnonzero(keep)), y[keep])
         return self
 
     def _columns(self, proba):

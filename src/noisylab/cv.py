@@ -46,7 +46,7 @@ def _check_n_folds(n_folds) -> int:
     return int(n_folds)
 
 
-def take_rows(X, idx):
+def _select_rows(X, idx):
     """Rows ``idx`` of ``X``: positional for pandas objects (``.iloc``), plain indexing otherwise
     (numpy arrays, scipy sparse matrices, tensors)."""
     return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
@@ -94,8 +94,8 @@ def _fit_fold(clf, X, y, train_idx, test_idx, n_classes):
     from sklearn.base import clone
 
     model = clone(clf)
-    model.fit(take_rows(X, train_idx), y[train_idx])
-    proba = np.asarray(model.predict_proba(take_rows(X, test_idx)), dtype=np.float64)
+    model.fit(_select_rows(X, train_idx), y[train_idx])
+    proba = np.asarray(model.predict_proba(_select_rows(X, test_idx)), dtype=np.float64)
     classes = np.asarray(getattr(model, "classes_", np.arange(proba.shape[1])))
     if proba.shape != (test_idx.shape[0], classes.shape[0]):
         raise NoisylabInputError(

@@ -30,7 +30,7 @@ import numpy as np
 from ._validation import NoisylabInputError
 
 __all__ = ["LabelData", "read_labels", "read_pred_probs", "read_pred_probs_dask", "encode_labels", "atomic_write",
-           "read_matrix", "parse_class_names"]
+           "check_output_path", "check_output_folder", "read_matrix", "parse_class_names"]
 
 _HEADER_NAMES = ("label", "labels", "given_label", "noisy_label", "true_label", "y", "class", "target")
 _LABEL_KEYS = ("labels", "noisy_labels", "given_labels", "y")

@@ -116,6 +116,7 @@ __all__ = [
     "BenchRunError",
     "Grid",
     "ResultStore",
+    "check_spec_fields",
     "current_protocol",
     "load_grid",
     "protocol_lines",
