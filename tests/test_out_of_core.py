@@ -91,14 +91,18 @@ def test_progress_callback_reports_every_pass(npy_pair):
     assert len(seen) == before
 
 
-_MEASURE = textwrap.dedent("""
-    import json, sys, numpy as np
-    import noisylab
+# /proc/self/status field in MiB, for the measuring subprocesses below
+_STATUS = textwrap.dedent("""
     def status(key):
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) // 1024
+""")
+
+_MEASURE = _STATUS + textwrap.dedent("""
+    import json, sys, numpy as np
+    import noisylab
     y = np.load(sys.argv[1])
     P = np.load(sys.argv[2], mmap_mode="r")
     noisylab.find_label_issues(y[:1000], np.asarray(P[:1000]))  # import everything first
@@ -258,14 +262,9 @@ def test_copy_on_write_memmap_keeps_the_callers_edits(tmp_path):
     np.testing.assert_array_equal(np.asarray(mm), edited)  # the pages were not dropped
 
 
-_RENORM_RSS = textwrap.dedent("""
+_RENORM_RSS = _STATUS + textwrap.dedent("""
     import json, sys, warnings, numpy as np
     import noisylab
-    def status(key):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) // 1024
     P = np.load(sys.argv[1], mmap_mode="r")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
