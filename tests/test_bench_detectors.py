@@ -172,3 +172,20 @@ def test_bench_docs_generates_results_md(tmp_path, capsys):
     else:
         assert "were not found" in md
     assert not [f for f in os.listdir(out.parent) if f.startswith(".")]  # atomic write left no temp file
+
+
+def test_report_names_the_fraction_rule_and_n_train_is_mnist1d_only():
+    def rec(seed, rule):
+        res = {"methods": ["aum"], "auroc_aum": 0.8, "ap_aum": 0.7, "baseline_acc": 0.6, "retrain_acc_aum": 0.65,
+               "retrain": {"fraction": 0.2}}
+        return {"key": f"{seed}{rule}", "spec": {"bench": "detectors", "dataset": "d", "noise": "symmetric:0.3",
+                                                 "seed": seed, "retrain_fraction": rule}, "result": res}
+    assert "(fraction(s) [0.2]: as given)" in detectors_report([rec(1, 0.2), rec(2, 0.2)])
+    assert "the nominal noise rate)" in detectors_report([rec(1, "nominal")])
+    with pytest.raises(NoisylabInputError, match=r"--n-train sets MNIST-1D's training size.*\['digits'\]"):
+        detectors_grid(n_train=300)
+    assert detectors_grid(datasets="mnist1d", n_train=300).protocol["n_train"] == 300
+    from noisylab.bench.robust import robust_grid
+
+    with pytest.raises(NoisylabInputError, match="--n-train sets MNIST-1D's training size"):
+        robust_grid(dataset="digits", n_train=300)

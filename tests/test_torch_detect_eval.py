@@ -328,3 +328,39 @@ def test_run_detector_cell_single_method_and_errors():
         de.run_detector_cell({**base, "method": "cl", "epochz": 3})
     with pytest.raises(NoisylabInputError, match="needs method 'cl'"):
         de.run_detector_cell({**base, "method": "confidence", "retrain_fraction": "auto", "measure_overhead": False})
+
+
+def test_runner_and_data_preparation_refuse_bad_specs():
+    margin = load_pretrained(feature="margin")
+    data = prepare_data("digits", "symmetric:0.3", seed=1, probe_per_class=0)
+    with pytest.raises(NoisylabInputError, match="'lstm' \\(and 'combined'\\) read p\\(given label\\)"):
+        de.score_many(data, ["lstm"], Protocol(epochs=2, model="mlp"), seed=1, detector=margin,
+                      measure_overhead=False)
+    with pytest.raises(NoisylabInputError, match="measure_overhead must be true or false; got 'no'"):
+        de.run_detector_cell({"dataset": "digits", "noise": "symmetric:0.3", "seed": 1, "methods": "margin",
+                              "epochs": 2, "measure_overhead": "no"})
+    y = np.zeros(len(data.y) + len(data.y_probe), dtype=np.int64)
+    with pytest.raises(NoisylabInputError, match="noisy labels or a noise spec"):
+        prepare_data("digits", "symmetric:0.3", seed=1, labels=y)
+    with pytest.raises(NoisylabInputError, match=r"labels must be \d+ integer labels in 0\.\.9"):
+        prepare_data("digits", None, seed=1, labels=y[:-1])
+    with pytest.raises(NoisylabInputError, match="probe_per_class must be an int >= 0; got -1"):
+        prepare_data("digits", None, seed=1, probe_per_class=-1)
+    with pytest.raises(NoisylabInputError, match="data must be an ExperimentData"):
+        robust.fit_method("standard", (data.X, data.y), Protocol(epochs=1))
+    with pytest.raises(NoisylabInputError, match="protocol must be a Protocol"):
+        robust.fit_method("standard", data, {"epochs": 1})
+    for seed in ("abc", 1.7):
+        with pytest.raises(NoisylabInputError, match="seed must be an int >= 0"):
+            robust.run_one({"dataset": "digits", "method": "standard", "seed": seed})
+
+
+def test_mentormix_settings_use_the_stated_noise_level_not_the_truth():
+    import dataclasses
+
+    data = prepare_data("digits", "symmetric:0.45", seed=1, probe_per_class=0)
+    hidden = dataclasses.replace(data, y_true=data.y.copy())  # same inputs and noisy labels, truth unknown
+    p = Protocol(epochs=1, model="mlp")
+    a = robust.fit_method("mentormix", data, p, seed=1).extra["mentormix"]
+    b = robust.fit_method("mentormix", hidden, p, seed=1).extra["mentormix"]
+    assert a == b and a["percentile"] == 0.6  # the 0.4 row (nearest to 0.45)

@@ -91,12 +91,15 @@ def detectors_report(records, title="Label-error detectors") -> str:
            "", "### Average precision", "", _table(records, cells, methods, "ap_{m}")]
     if any("baseline_acc" in r["result"] for r in records):
         frac = {r["result"].get("retrain", {}).get("fraction") for r in records}
+        rule = {str(r.get("spec", {}).get("retrain_fraction")) for r in records if "baseline_acc" in r["result"]}
+        why = {"{'nominal'}": "the nominal noise rate", "{'auto'}": "each run's estimated noise rate"}.get(
+            str(rule), "as given")
         reps = sorted({len(r["result"].get("training_seeds", [0])) for r in records if "baseline_acc" in r["result"]})
         each = "" if reps == [1] else (f" (per noise draw: the mean of {'/'.join(map(str, reps))} trainings with "
                                         "different training seeds)")
         out += ["", "### Remove-and-retrain: test accuracy (%)", "",
                 f"Remove the lowest-quality fraction of the training set (fraction(s) {sorted(f for f in frac if f is not None)}: "
-                "the nominal noise rate), retrain from scratch, test accuracy at the best noisy-validation epoch"
+                f"{why}), retrain from scratch, test accuracy at the best noisy-validation epoch"
                 f"{each}; 'noisy' = the same training on all noisy labels.", "",
                 _table(records, cells, methods, "retrain_acc_{m}", 100.0, 2,
                        extra={"noisy": lambda x: x.get("baseline_acc")})]
@@ -222,7 +225,12 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
             except ValueError:
                 raise NoisylabInputError(f"{what} fraction must be a number, 'nominal', 'auto' or 'none'; got "
                                          f"{value!r}.") from None
-    if n_train is not None:
+    if n_train is not None:  # MNIST-1D's generator size; the other data sets have fixed sizes
+        names = {str(d) for e in [points] + include
+                 for d in (e["dataset"] if isinstance(e.get("dataset"), list) else [e.get("dataset")]) if d}
+        if names - {"mnist1d"}:
+            raise NoisylabInputError(f"--n-train sets MNIST-1D's training size, and the grid also has "
+                                     f"{sorted(names - {'mnist1d'})}: add --datasets mnist1d.")
         protocol["n_train"] = int(n_train)
     if retrain_repeats is not None:
         if isinstance(retrain_repeats, bool) or int(retrain_repeats) != retrain_repeats or retrain_repeats < 1:

@@ -107,6 +107,9 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
             protocol.pop("n_test", None)
             protocol["model"] = "auto"
     if n_train is not None:
+        if protocol.get("dataset") != "mnist1d":
+            raise NoisylabInputError(f"--n-train sets MNIST-1D's training size; the grid's data set is "
+                                     f"{protocol.get('dataset')!r}, whose size is fixed.")
         protocol["n_train"] = int(n_train)
     if model is not None:
         protocol["model"] = model

@@ -501,6 +501,9 @@ def score_many(data: ExperimentData, methods, protocol: Protocol | None = None, 
     needed = set(methods) | ({"cl", "lstm"} if "combined" in methods else set())
     if "lstm" in needed:
         detector = _load_detector(detector)  # fails before any training
+        if detector.feature_ != "label_probability":
+            raise NoisylabInputError(f"'lstm' (and 'combined') read p(given label); the given detector reads "
+                                     f"{detector.feature_!r}: pass it for 'lstm_margin' only.")
     if "lstm_margin" in needed:
         _margin_detector(detector)
     done: dict[str, DetectionScores] = {}
@@ -728,6 +731,8 @@ def run_detector_cell(spec: dict) -> dict:
         raise NoisylabInputError(f"retrain_repeats must be an int >= 1; got {repeats!r}.")
     train_seeds = [seed + REPEAT_SEED_STEP * r for r in range(int(repeats))]
     measure_overhead = spec.pop("measure_overhead", True)
+    if not isinstance(measure_overhead, bool):
+        raise NoisylabInputError(f"measure_overhead must be true or false; got {measure_overhead!r}.")
     wanted_sha = {"detector": spec.pop("detector_sha256", None),
                   "detector_margin": spec.pop("detector_margin_sha256", None)}
     spec.pop("bench", None)
@@ -769,7 +774,7 @@ def run_detector_cell(spec: dict) -> dict:
                                dataset_kwargs=dataset_kwargs)
     is_noisy = data.y != data.y_true
     out.update(actual_noise_rate=data.actual_noise_rate, n_train=len(data.y), n_test=len(data.y_test))
-    scores = score_many(data, methods, protocol, seed=seed, detector=det, measure_overhead=bool(measure_overhead))
+    scores = score_many(data, methods, protocol, seed=seed, detector=det, measure_overhead=measure_overhead)
     out["metrics"] = {}
     for m, s in scores.items():
         met = detection_metrics(s.label_quality, is_noisy, s.flagged)
@@ -797,7 +802,10 @@ def run_detector_cell(spec: dict) -> dict:
             return float(data.noise_rate), None
         if v != "auto":
             return v, None
-        return "auto", min(max(est, 0.0), 0.999)
+        if not 0.0 < est < 0.9:
+            raise NoisylabInputError(f"the estimated noise fraction for 'auto' is {est:.3f}: removing it would leave "
+                                     f"{'no' if est >= 0.9 else 'every'} row to change; give a fraction or 'nominal'.")
+        return "auto", est
 
     if retrain_fraction is not None or repair_fraction is not None:
         baseline = _over_repeats([_fit_result(robust.fit_method("standard", data, protocol, seed=t))

@@ -22,8 +22,10 @@ Protocol (identical for every method, recorded with every number)
   best *noisy* validation accuracy (never the test set); the last-epoch accuracy is reported
   too.  Two-network methods predict with the mean of both networks' logits.
 * **Known noise rate**: Co-teaching(+) use the true flip rate as forget rate (as their papers
-  assume τ known); INCV, CL + Co-teaching, MentorMix and the anchor / CL forward corrections
-  estimate what they need; ``forward`` uses the realised noise matrix.
+  assume τ known); MentorMix looks up its per-noise-level settings with the stated (nominal) noise
+  level, as its paper's scripts do (with exact counts it equals the realised rate); INCV, CL +
+  Co-teaching and the anchor / CL forward corrections estimate what they need; ``forward`` uses
+  the realised noise matrix.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import dataclasses
 import math
 import numbers
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,8 +235,13 @@ def prepare_data(dataset, noise=None, *, seed=0, probe_per_class=10, test_size=0
     probe, and synthesize ``noise`` (``"KIND:RATE"``) on the rest with ``random_state=seed``.
 
     ``labels`` (optional, length of the training split): given noisy labels instead of synthesized
-    ones (the probe is then taken from them as they are).
+    ones (then ``noise`` must be None).  The probe is drawn, and labelled, with the data set's own
+    labels, which are the ground truth of ``y_true``.
     """
+    if isinstance(probe_per_class, bool) or not isinstance(probe_per_class, numbers.Integral) or probe_per_class < 0:
+        raise NoisylabInputError(f"probe_per_class must be an int >= 0; got {probe_per_class!r}.")
+    if labels is not None and parse_noise(noise)[0] is not None:
+        raise NoisylabInputError("give noisy labels or a noise spec to synthesize them, not both.")
     from ..noise import make_noise
     from .data import Dataset, get_dataset
 
@@ -257,7 +265,12 @@ def prepare_data(dataset, noise=None, *, seed=0, probe_per_class=10, test_size=0
     X, y_true = train.X[keep], y_all[keep]
     kind, rate = parse_noise(noise)
     if labels is not None:
-        y_noisy = np.asarray(labels, dtype=np.int64)[keep]
+        given = np.asarray(labels)
+        if given.shape != y_all.shape or given.dtype.kind not in "iu" or (given.size and (given.min() < 0
+                                                                                       or given.max() >= K)):
+            raise NoisylabInputError(f"labels must be {len(y_all)} integer labels in 0..{K - 1} (the training split); "
+                                     f"got {given.dtype} {given.shape}.")
+        y_noisy = given.astype(np.int64)[keep]
     elif kind is None or rate == 0.0:
         y_noisy = y_true.copy()
     else:
@@ -380,6 +393,10 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
         ``cv``), so a killed run resumes where it stopped; INCV's selection trainings are redone.
     """
     method = check_option("method", method, METHODS)
+    if not isinstance(data, ExperimentData):
+        raise NoisylabInputError(f"data must be an ExperimentData (see prepare_data); got {type(data).__name__}.")
+    if not isinstance(protocol, Protocol):
+        raise NoisylabInputError(f"protocol must be a Protocol (e.g. Protocol(epochs=20)); got {type(protocol).__name__}.")
     if forget_rate is not None and (isinstance(forget_rate, bool) or not isinstance(forget_rate, numbers.Real)
                                     or not 0.0 <= forget_rate < 1.0):
         raise NoisylabInputError(f"forget_rate must be a number in [0, 1); got {forget_rate!r}.")
@@ -481,7 +498,10 @@ def fit_method(method: str, data: ExperimentData, protocol: Protocol | None = No
     if method in ("mentormix", "mentormix_percentile"):
         from .methods import MentorMix, mentormix_defaults
 
-        d = dict(mentormix_defaults(max(data.actual_noise_rate, 0.2)))
+        # The paper's per-noise-level table, keyed on the STATED noise level (its scripts pass it per
+        # run); never on the realised rate, which needs the hidden true labels.  No stated rate
+        # (given labels): the 0.2 row.
+        d = dict(mentormix_defaults(max(data.noise_rate, 0.2)))
         if protocol.mentormix_alpha != "table":
             d["alpha"] = float(protocol.mentormix_alpha)
         sr = protocol.mentormix_second_reweight
@@ -523,13 +543,18 @@ def run_one(spec: dict) -> dict:
     ``best_epoch``, ``seconds``, ``seconds_per_epoch``, ``actual_noise_rate``, the method's extras
     and the per-epoch ``val_acc`` / ``test_acc`` curves.
     """
+    if not isinstance(spec, Mapping):
+        raise NoisylabInputError(f"spec must be a mapping of protocol fields; got {type(spec).__name__}.")
     spec = dict(spec)
     try:
         dataset = spec.pop("dataset")
         method = spec.pop("method")
-        seed = int(spec.pop("seed"))
+        seed = spec.pop("seed")
     except KeyError as exc:
         raise NoisylabInputError(f"a robust-training spec needs dataset, method and seed; missing {exc}.") from None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise NoisylabInputError(f"seed must be an int >= 0; got {seed!r}.")
+    seed = int(seed)
     noise = spec.pop("noise", None)
     dataset_kwargs = dict(spec.pop("dataset_kwargs", None) or {})
     for k in ("n_train", "n_test", "n"):  # flat data-set sizes (TOML grids hold scalars only)
