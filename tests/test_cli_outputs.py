@@ -199,3 +199,22 @@ def test_noise_refuses_options_of_another_kind_and_offers_the_papers_counts(caps
         np.add.at(C, (z["noisy_labels"], z["true_labels"]), 1)
     off = C[~np.eye(10, dtype=bool)]
     assert (off == 1).all()  # floor(0.05 * 30) = 1 in every off-diagonal cell (exact rounding would give 1 or 2)
+
+
+def test_demo_and_report_refuse_early(capsys, tmp_path, inputs):
+    labels, probs = inputs
+    t0 = time.perf_counter()
+    assert_error(capsys, "demo", ["--noise-rate", 0], "noise_rate must be in (0, 1)")
+    assert_error(capsys, "demo", ["--model", "logreg", "--epochs", 3], "epochs apply to the networks")
+    assert time.perf_counter() - t0 < 5  # before any cross-validation
+    assert_error(capsys, "report", ["--labels", labels, "--pred-probs", probs, "--out", tmp_path / "r.html",
+                                    "--md", tmp_path / "r.html"], "--md must name another file than --out")
+
+
+def test_report_examples_refuse_labels_beyond_the_class_names():
+    pytest.importorskip("matplotlib")
+    from noisylab import NoisylabInputError
+    from noisylab.report import Report
+
+    with pytest.raises(NoisylabInputError, match="labels holds class 5 but there are only 2 classes"):
+        Report("t").add_examples(np.zeros((4, 3)), [0, 1, 5, 0], [0, 1, 1, 0], [.1, .9, .5, .3], class_names=["a", "b"])

@@ -169,3 +169,31 @@ def test_dataframe_rows_are_positional_in_cv_and_cleanlearning():
         cross_val_pred_probs(LogisticRegression(), X, y, n_folds=3.0)
     with pytest.raises(NoisylabInputError, match="n_folds must be an integer >= 2"):
         cv_folds(y, True)
+
+
+def test_clean_learning_classes_are_the_labels_seen():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = np.where(X[:, 0] > 0, 2, 1)  # labels {1, 2}: two columns, not three
+    with pytest.raises(NotFittedError):
+        CleanLearning().predict(X)
+    cl = CleanLearning(LogisticRegression(), cv_n_folds=3).fit(X, y)
+    assert cl.classes_.tolist() == [1, 2] and cl.predict_proba(X).shape == (300, 2) and cl.n_features_in_ == 4
+    assert cl.score(X, y) > 0.95 and set(cl.predict(X)) <= {1, 2}
+    names = np.where(y == 2, "dog", "cat")  # string labels, in a pipeline
+    pipe = make_pipeline(StandardScaler(), CleanLearning(LogisticRegression(), cv_n_folds=3)).fit(X, names)
+    assert pipe.classes_.tolist() == ["cat", "dog"] and set(pipe.predict(X)) <= {"cat", "dog"}
+    np.testing.assert_array_equal(pipe[-1].label_issues_mask_,
+                                  CleanLearning(LogisticRegression(), cv_n_folds=3).fit(
+                                      StandardScaler().fit_transform(X), y).label_issues_mask_)
+    # a refit with a given mask does not keep the earlier fit's probabilities
+    cl.fit(X, y, label_issues=np.zeros(300, dtype=bool))
+    assert not hasattr(cl, "pred_probs_")
+    with pytest.raises(NoisylabInputError, match="fewer than two classes"):
+        CleanLearning().fit(X, y, label_issues=y == 2)
+    with pytest.raises(NoisylabInputError, match="single class"):
+        CleanLearning().fit(X, np.ones(300))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._format import markdown_table
 from ._validation import NoisylabInputError, check_fraction, check_option
-from .detect import ConfidentLearning
+from .detect import FILTER_METHODS, ConfidentLearning
 from .metrics import (
     detection_auroc,
     detection_average_precision,
@@ -151,6 +151,10 @@ def run_demo(noise_rate=0.3, kind="symmetric", filter_by="prune_by_noise_rate", 
     t0 = time.perf_counter()
     dataset = check_option("dataset", dataset, DEMO_DATASETS)
     check_fraction("noise_rate", noise_rate)
+    if not 0.0 < noise_rate < 1.0:  # detection needs flipped and clean labels (checked before the CV)
+        raise NoisylabInputError(f"noise_rate must be in (0, 1): the demo scores detection against the flips and "
+                                 f"needs both flipped and clean labels; got {noise_rate!r}.")
+    filter_by = check_option("filter_by", filter_by, FILTER_METHODS)
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise NoisylabInputError(f"folds must be an int >= 2; got {folds!r}.")
     folds = int(folds)
@@ -177,6 +181,10 @@ def run_demo(noise_rate=0.3, kind="symmetric", filter_by="prune_by_noise_rate", 
         schedule = schedule if schedule is not None else (defaults["schedule"] if own else "cosine")
         model_kwargs = model_kwargs if model_kwargs is not None else (defaults["model_kwargs"] if own else None)
     else:
+        given = [k for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("schedule", schedule),
+                                ("model_kwargs", model_kwargs)) if v is not None]
+        if given:
+            raise NoisylabInputError(f"{', '.join(given)} apply to the networks, not to model='logreg'.")
         epochs = lr = batch_size = schedule = model_kwargs = None
     if dataset == "mnist1d":
         n_train = n_train if n_train is not None else quick_over.get("n_train", defaults["n_train"])

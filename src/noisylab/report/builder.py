@@ -518,6 +518,8 @@ class Report:
         q = _scores(scores, "scores", n)
         K = _n_classes(np.concatenate([y, s]), None, class_names)
         names = _names(class_names, K)
+        for arr, what in ((y, "labels"), (s, "suggested")):
+            _labels(arr, what, n, K)  # within the class names
         detected = detect_kind(X)
         if kind == "auto":
             kind = detected

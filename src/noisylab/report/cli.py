@@ -172,6 +172,8 @@ def cmd_report(args) -> int:
     for p in (out, md):
         if p is not None:
             check_output_path(p)
+    if md is not None and md.resolve() == out.resolve():
+        raise NoisylabInputError(f"--md must name another file than --out; got {md} twice.")
     lab = read_labels(args.labels)
     P = np.asarray(read_pred_probs(args.pred_probs, mmap=False))
     if P.ndim != 2:
