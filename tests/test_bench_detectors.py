@@ -189,3 +189,17 @@ def test_report_names_the_fraction_rule_and_n_train_is_mnist1d_only():
 
     with pytest.raises(NoisylabInputError, match="--n-train sets MNIST-1D's training size"):
         robust_grid(dataset="digits", n_train=300)
+
+
+def test_grid_overrides_are_checked_before_any_run():
+    for kw, msg in ((dict(retrain_fraction="1.5"), r"retrain fraction must be a number in \(0, 1\)"),
+                    (dict(repair_fraction="abc"), r"repair fraction must be a number in \(0, 1\)"),
+                    (dict(seeds="-1"), "seeds must be integers >= 0"),
+                    (dict(noises="symetric:0.2"), "Unknown noise kind 'symetric'"),
+                    (dict(noises="pair:1.2"), r"rate in \[0, 1\)")):
+        with pytest.raises(NoisylabInputError, match=msg):
+            detectors_grid(**kw)
+    from noisylab.bench.robust import robust_grid
+
+    with pytest.raises(NoisylabInputError, match="Unknown noise kind"):
+        robust_grid(noises="foo:0.2")

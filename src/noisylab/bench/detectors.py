@@ -8,6 +8,8 @@ of recording the dynamics, and the checks of the issue's targets.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._validation import NoisylabInputError
@@ -175,7 +177,7 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
     from importlib import resources
 
     from .harness import load_grid
-    from .robust import _seed_list, _split
+    from .robust import _noise_list, _seed_list, _split
 
     base = load_grid(resources.files("noisylab.bench").joinpath(DETECTORS_GRID).read_text() if grid is None else grid)
     protocol = dict(base.protocol)
@@ -198,7 +200,7 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
     if noises is not None:
         for entry in [points] + include:
             if "noise" in entry:
-                entry["noise"] = _split(noises)
+                entry["noise"] = _noise_list(noises)
     if epochs is not None:
         if int(epochs) < 2:
             raise NoisylabInputError(f"epochs must be >= 2 (AUM skips the first); got {epochs}.")
@@ -221,10 +223,13 @@ def detectors_grid(grid=None, *, seeds=None, datasets=None, noises=None, epochs=
             protocol[field_name] = value
         else:
             try:
-                protocol[field_name] = float(value)
+                fraction = float(value)
             except ValueError:
-                raise NoisylabInputError(f"{what} fraction must be a number, 'nominal', 'auto' or 'none'; got "
-                                         f"{value!r}.") from None
+                fraction = math.nan
+            if not 0.0 < fraction < 1.0:
+                raise NoisylabInputError(f"{what} fraction must be a number in (0, 1), 'nominal', 'auto' or 'none'; "
+                                         f"got {value!r}.")
+            protocol[field_name] = fraction
     if n_train is not None:  # MNIST-1D's generator size; the other data sets have fixed sizes
         names = {str(d) for e in [points] + include
                  for d in (e["dataset"] if isinstance(e.get("dataset"), list) else [e.get("dataset")]) if d}

@@ -53,9 +53,22 @@ def _split(value):
 
 def _seed_list(seeds) -> list:
     try:
-        return [int(s) for s in _split(seeds)]
+        out = [int(s) for s in _split(seeds)]
     except ValueError:
         raise NoisylabInputError(f"seeds must be integers; got {seeds!r}.") from None
+    if not out or min(out) < 0:
+        raise NoisylabInputError(f"seeds must be integers >= 0; got {seeds!r}.")
+    return out
+
+
+def _noise_list(noises) -> list:
+    """Noise specs of a grid override, each checked now (not inside every run)."""
+    from ..noise import parse_noise_spec
+
+    out = _split(noises)
+    for spec in out:
+        parse_noise_spec(spec)
+    return out
 
 
 def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=None, epochs=None, n_train=None,
@@ -94,7 +107,7 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
             raise NoisylabInputError(f"unknown method(s) {bad}; known: {list(known)}.")
         points["method"] = [m for m in ms if m not in per_noise]
     if noises is not None:
-        points["noise"] = _split(noises)
+        points["noise"] = _noise_list(noises)
     if epochs is not None:
         if int(epochs) < 1:
             raise NoisylabInputError(f"epochs must be >= 1; got {epochs}.")
