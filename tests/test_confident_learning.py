@@ -350,3 +350,17 @@ def test_streaming_pbnr_equals_brute_force(K, dtype, quantize):
             warnings.simplefilter("ignore")
             ours = nl.find_label_issues(y, P, filter_by="prune_by_noise_rate")
         np.testing.assert_array_equal(ours, _brute_force_pbnr(y, P))
+
+
+def test_estimator_copies_the_labels_and_low_filters_may_suggest_the_given_label():
+    from _synth import make_pred_probs
+
+    y, P, _ = make_pred_probs(400, 4, seed=3)
+    labels = y.copy()
+    cl = nl.ConfidentLearning().fit(labels, P)
+    before = cl.issues_per_class().copy()
+    labels[:] = 0  # the caller reuses its array
+    np.testing.assert_array_equal(cl.issues_per_class(), before)
+    for filter_by in ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning"):
+        fitted = nl.ConfidentLearning(filter_by=filter_by).fit(y, P)
+        assert not np.any(fitted.suggested_labels_[fitted.issue_mask_] == y[fitted.issue_mask_]), filter_by

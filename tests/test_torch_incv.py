@@ -440,3 +440,14 @@ def test_verify_theory_rows_and_memorising_network():
     assert rows[2]["realised_rate"] == pytest.approx(np.mean(noisy[B] != y_true[B]))
     table = format_theory_table(rows, matrices=True)
     assert table.count("\n| 0.") == 3 and "LP (formula)" in table and "P(noisy=row | pred=col)" in table
+
+
+def test_theory_functions_refuse_non_numeric_rates_and_tiny_grid_steps():
+    from noisylab.torch.methods.incv import estimate_noise_rate, incv_expected_accuracy
+
+    for bad in ("0.3", True, None):
+        with pytest.raises(NoisylabInputError, match="must be real number"):
+            incv_expected_accuracy(bad, 10)
+    with pytest.raises(NoisylabInputError, match=r"step must be a real number in \[1e-6, 1\)"):
+        estimate_noise_rate(0.5, 10, step=1e-12)
+    assert estimate_noise_rate(0.5, 10, step=1e-3) == pytest.approx(estimate_noise_rate(0.5, 10), abs=1e-3)

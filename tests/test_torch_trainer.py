@@ -311,3 +311,18 @@ def test_validation_rows_covering_everything_and_no_callbacks():
         Trainer(TinyNet, cfg(val_fraction=0.0)).fit(X, y, val_indices=np.arange(60))
     tr = Trainer(TinyNet, cfg(epochs=1), callbacks=None).fit(X, y)
     assert len(tr.history_) == 1
+
+
+def test_config_hash_tells_augmentation_presets_apart(tmp_path):
+    from noisylab.torch.augment import get_augmentation
+
+    hashes = {name: cfg(augment=get_augmentation(name)).hash() for name in ("none", "cifar", "cifar_strong", "digits")}
+    assert len(set(hashes.values())) == 4
+    assert cfg(augment=get_augmentation("cifar")).hash() == cfg(augment=get_augmentation("cifar")).hash()  # stable
+    X, y, _ = make_data(n=60)
+    Trainer(TinyNet, cfg(epochs=2, checkpoint_dir=tmp_path, augment=noise_augment)).fit(X, y)
+    import functools
+
+    other = functools.partial(lambda x, generator, s: x + s * torch.randn(x.shape, generator=generator), s=0.5)
+    with pytest.raises(NoisylabInputError, match="different configuration"):
+        Trainer(TinyNet, cfg(epochs=2, checkpoint_dir=tmp_path, augment=other)).fit(X, y)

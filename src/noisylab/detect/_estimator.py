@@ -59,8 +59,10 @@ class ConfidentLearning:
     ranked_issues_ : ndarray of int
         Indices of the issues, most severe first.
     suggested_labels_ : ndarray of int (n,)
-        The model's most likely class for every example (for an issue,
-        always different from its given label).
+        The model's most likely class for every example.  For an issue of the
+        pruning filters and ``confident_learning`` it differs from the given
+        label (the final check drops issues whose argmax is the given label);
+        the ``low_*`` filters flag by score only, so there it can be equal.
     n_issues_ : int
     """
 
@@ -123,7 +125,7 @@ class ConfidentLearning:
         self.ranked_issues_ = _order(self.issue_mask_, self.label_quality_)
         self.suggested_labels_ = stats.pred.astype(np.int64)
         self.n_issues_ = int(self.issue_mask_.sum())
-        self.labels_ = y
+        self.labels_ = np.array(y, dtype=np.int64)  # a copy: the caller's array may change after fit
         return self
 
     def severity_order(self):

@@ -193,8 +193,8 @@ class Augment:
     Parameters
     ----------
     ops : sequence of callables
-        Each called as ``op(x, generator)`` and returning a tensor
-        (e.g. ``functools.partial(random_crop, padding=4)``).
+        Each called as ``op(x, generator=generator)`` (the generator by keyword, so that
+        ``functools.partial(random_crop, padding=4)`` works) and returning a tensor.
     name : str, optional
         Shown in ``repr``.
     """

@@ -61,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -143,7 +144,9 @@ class TrainConfig:
     augment : callable or None, default=None
         ``augment(x, generator) -> x`` applied on the device to each training batch (never to
         evaluation passes).  ``generator`` is a ``torch.Generator`` on the data's device; draw all
-        randomness from it.  Only its qualified name enters the config hash.
+        randomness from it.  Its description enters the config hash: an ``Augment`` (every preset) by
+        its ops and their settings, a ``functools.partial`` by its function and arguments, any other
+        callable by its qualified name only.
     eval_batch_size : int, default=256
         Batch size of evaluation / prediction passes.  Small blocks keep the activations in cache:
         on the CPU an eval pass of the 1-D CNN over 4000 MNIST-1D examples took 38 ms with 256-row
@@ -258,7 +261,7 @@ class TrainConfig:
                 continue
             v = getattr(self, f.name)
             if f.name == "augment" and v is not None:
-                v = f"{getattr(v, '__module__', '?')}.{getattr(v, '__qualname__', type(v).__qualname__)}"
+                v = _describe_callable(v)
             elif isinstance(v, tuple):
                 v = list(v)
             out[f.name] = v
@@ -516,6 +519,20 @@ def _strategy_params_digest(strategy) -> str:
         elif isinstance(value, (bool, int, float, str, tuple, list, type(None))):
             h.update(f"{key}={value!r};".encode())
     return h.hexdigest()
+
+
+def _describe_callable(fn) -> str:
+    """A stable text of an augmentation for the config hash: an :class:`~noisylab.torch.augment.Augment`
+    by its ops and their settings (so presets differ), a ``functools.partial`` by its function and
+    arguments, anything else by its qualified name."""
+    from .augment import Augment
+
+    if isinstance(fn, Augment):
+        return repr(fn)
+    if isinstance(fn, functools.partial):
+        return (f"partial({_describe_callable(fn.func)}, args={fn.args!r}, "
+                f"keywords={sorted(fn.keywords.items())!r})")
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
 def _load_checkpoint(path: Path) -> dict:

@@ -109,7 +109,10 @@ def _k(n_classes, kind: str) -> int:
 
 
 def _eps(eps, name: str = "eps") -> np.ndarray:
-    e = np.asarray(eps, dtype=np.float64)
+    raw = np.asarray(eps)
+    if raw.dtype.kind not in "iuf":  # strings, bools (True is not a rate of 1), objects
+        raise NoisylabInputError(f"{name} must be real number(s) in [0, 1]; got {eps!r}.")
+    e = raw.astype(np.float64)
     if not np.all(np.isfinite(e)) or np.any(e < 0) or np.any(e > 1):
         raise NoisylabInputError(f"{name} must be real number(s) in [0, 1]; got {eps!r}.")
     return e
@@ -210,8 +213,9 @@ def estimate_noise_rate(acc, n_classes: int, kind: str = "symmetric", step: floa
         disc = 1.0 - c * (1.0 - a)
         root = (1.0 - np.sqrt(np.clip(disc, 0.0, None))) / c
         return _out(np.where(disc < -1e-15, 1.0, root), acc)
-    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 0 < step < 1:
-        raise NoisylabInputError(f"step must be a real number in (0, 1) or None; got {step!r}.")
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 1e-6 <= step < 1:
+        raise NoisylabInputError(f"step must be a real number in [1e-6, 1) (the grid has 1/step points), or None "
+                                 f"for the closed form; got {step!r}.")
     n = math.ceil(1.0 / step - 1e-9)
     grid = np.minimum(np.arange(1, n + 1) * float(step), 1.0)
     f = (1 - grid) ** 2 + grid ** 2 / k  # (n,)
