@@ -364,3 +364,12 @@ def test_mentormix_settings_use_the_stated_noise_level_not_the_truth():
     a = robust.fit_method("mentormix", data, p, seed=1).extra["mentormix"]
     b = robust.fit_method("mentormix", hidden, p, seed=1).extra["mentormix"]
     assert a == b and a["percentile"] == 0.6  # the 0.4 row (nearest to 0.45)
+
+
+def test_auto_fraction_that_would_remove_nearly_everything_is_refused():
+    # an under-trained run: the shipped LSTM flags every row, so "auto" would remove ~100% and retrain on one row
+    spec = {"dataset": "digits", "noise": "symmetric:0.3", "seed": 1, "methods": "lstm", "epochs": 3,
+            "device": "cpu", "measure_overhead": False, "retrain_fraction": "auto",
+            "probe_per_class": 0}
+    with pytest.raises(NoisylabInputError, match=r"estimated noise fraction for 'auto' is 1\.000"):
+        de.run_detector_cell(spec)
