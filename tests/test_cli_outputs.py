@@ -218,3 +218,10 @@ def test_report_examples_refuse_labels_beyond_the_class_names():
 
     with pytest.raises(NoisylabInputError, match="labels holds class 5 but there are only 2 classes"):
         Report("t").add_examples(np.zeros((4, 3)), [0, 1, 5, 0], [0, 1, 1, 0], [.1, .9, .5, .3], class_names=["a", "b"])
+
+
+def test_bench_outputs_checked_before_the_grid(capsys, tmp_path):
+    t0 = time.perf_counter()
+    assert_error(capsys, "bench", ["robust", "--out", tmp_path / "no" / "r.md"], "Output folder does not exist")
+    assert_error(capsys, "bench", ["detectors", "--report", tmp_path / "r.txt"], "--report must be an .html file")
+    assert time.perf_counter() - t0 < 5  # no run started

@@ -1052,6 +1052,13 @@ def _cmd_bench(args, parser) -> int:
     if args.bench is None:
         parser._subparsers_by_name["bench"].print_help()
         return EXIT_BAD_INPUT
+    if args.bench != "docs":  # outputs checked before a grid runs (docs checks its own --out)
+        _check_outputs(getattr(args, "out", None))
+        if getattr(args, "report", None):
+            from .io import check_output_path
+
+            _report_twin(args.report)  # .html
+            check_output_path(args.report, what="--report")
     if args.bench == "robust":
         from .bench.robust import robust_grid, robust_report
 
