@@ -662,5 +662,5 @@ def test_thresholds_np_matrix_and_single_class_cv_messages(data):
     X = np.random.default_rng(0).normal(size=(30, 2))
     with pytest.raises(NoisylabInputError, match="single class"):
         nl.estimate_cv_predicted_probabilities(X, np.zeros(30, int), LogisticRegression(), cv_n_folds=3)
-    with pytest.raises(NoisylabInputError, match=r"cv_n_folds must be an integer >= 2; got 3\.0"):
+    with pytest.raises(NoisylabInputError, match=r"cv_n_folds must be an int >= 2; got 3\.0"):
         nl.estimate_cv_predicted_probabilities(X, np.arange(30) % 2, LogisticRegression(), cv_n_folds=3.0)

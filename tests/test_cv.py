@@ -102,7 +102,7 @@ def test_parallel_processes_give_the_same_result(digits_noisy):
 def test_bad_inputs():
     y = np.arange(30) % 3
     X = np.zeros((30, 2))
-    with pytest.raises(NoisylabInputError, match="n_folds must be an integer >= 2; got 1"):
+    with pytest.raises(NoisylabInputError, match="n_folds must be an int >= 2; got 1"):
         cross_val_pred_probs(IndexSpy(), X, y, n_folds=1)
     with pytest.raises(NoisylabInputError, match="at least n_folds=20"):
         cross_val_pred_probs(IndexSpy(), X, y, n_folds=20)
@@ -165,9 +165,9 @@ def test_dataframe_rows_are_positional_in_cv_and_cleanlearning():
     plain = CleanLearning(LogisticRegression(), cv_n_folds=3).fit(X, y)
     np.testing.assert_array_equal(ours.label_issues_mask_, plain.label_issues_mask_)
     np.testing.assert_allclose(ours.predict_proba(df), plain.predict_proba(X))
-    with pytest.raises(NoisylabInputError, match=r"n_folds must be an integer >= 2; got 3\.0"):
+    with pytest.raises(NoisylabInputError, match=r"n_folds must be an int >= 2; got 3\.0"):
         cross_val_pred_probs(LogisticRegression(), X, y, n_folds=3.0)
-    with pytest.raises(NoisylabInputError, match="n_folds must be an integer >= 2"):
+    with pytest.raises(NoisylabInputError, match="n_folds must be an int >= 2"):
         cv_folds(y, True)
 
 

@@ -336,7 +336,7 @@ def test_runner_and_data_preparation_refuse_bad_specs():
     with pytest.raises(NoisylabInputError, match="'lstm' \\(and 'combined'\\) read p\\(given label\\)"):
         de.score_many(data, ["lstm"], Protocol(epochs=2, model="mlp"), seed=1, detector=margin,
                       measure_overhead=False)
-    with pytest.raises(NoisylabInputError, match="measure_overhead must be true or false; got 'no'"):
+    with pytest.raises(NoisylabInputError, match="measure_overhead must be True or False; got 'no'"):
         de.run_detector_cell({"dataset": "digits", "noise": "symmetric:0.3", "seed": 1, "methods": "margin",
                               "epochs": 2, "measure_overhead": "no"})
     y = np.zeros(len(data.y) + len(data.y_probe), dtype=np.int64)

@@ -60,6 +60,15 @@ def check_random_state(random_state) -> np.random.Generator:
     )
 
 
+def check_int(name: str, value, *, min_value: int | None = None) -> int:
+    """``value`` as an int (any integral number but a bool), at least ``min_value``; else a clear error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or (
+            min_value is not None and value < min_value):
+        bound = f" >= {min_value}" if min_value is not None else ""
+        raise NoisylabInputError(f"{name} must be an int{bound}; got {value!r}.")
+    return int(value)
+
+
 def check_option(name: str, value, options: Sequence[str]) -> str:
     """Check that ``value`` is one of ``options``; suggest the closest name if not."""
     if isinstance(value, str) and value in options:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import NoisylabInputError, check_labels
+from ._validation import NoisylabInputError, check_int, check_labels
 
 __all__ = ["cv_folds", "cross_val_pred_probs", "combine_folds", "fold_path"]
 
@@ -41,9 +41,7 @@ def _split_seed(random_state) -> int:
 
 
 def _check_n_folds(n_folds) -> int:
-    if isinstance(n_folds, (bool, np.bool_)) or not isinstance(n_folds, numbers.Integral) or n_folds < 2:
-        raise NoisylabInputError(f"n_folds must be an integer >= 2; got {n_folds!r}.")
-    return int(n_folds)
+    return check_int("n_folds", n_folds, min_value=2)
 
 
 def _select_rows(X, idx):

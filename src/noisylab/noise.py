@@ -48,6 +48,7 @@ import numpy as np
 from ._validation import (
     NoisylabInputError,
     check_fraction,
+    check_int,
     check_labels,
     check_option,
     check_random_state,
@@ -176,13 +177,7 @@ class NoisyLabels:
 # --------------------------------------------------------------------------
 # Validation helpers (public entry points validate once, inner code trusts)
 # --------------------------------------------------------------------------
-def _check_int(name: str, value, *, min_value: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise NoisylabInputError(f"{name} must be an int; got {value!r} ({type(value).__name__}).")
-    value = int(value)
-    if min_value is not None and value < min_value:
-        raise NoisylabInputError(f"{name} must be >= {min_value}; got {value}.")
-    return value
+_check_int = check_int
 
 
 def _check_bool(name: str, value) -> bool:

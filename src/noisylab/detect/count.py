@@ -21,13 +21,13 @@ has columns that sum to 1.
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 
 from .._validation import (
     NoisylabInputError,
+    check_int,
     check_labels,
     check_labels_and_pred_probs,
     check_option,
@@ -430,8 +430,7 @@ def estimate_cv_predicted_probabilities(X, labels, clf=None, *, cv_n_folds=5, se
     if X.shape[0] != y.shape[0]:
         raise NoisylabInputError(f"X and labels must have the same length; got {X.shape[0]} and {y.shape[0]}.")
     counts = np.bincount(y, minlength=K)
-    if isinstance(cv_n_folds, (bool, np.bool_)) or not isinstance(cv_n_folds, numbers.Integral) or cv_n_folds < 2:
-        raise NoisylabInputError(f"cv_n_folds must be an integer >= 2; got {cv_n_folds!r}.")
+    cv_n_folds = check_int("cv_n_folds", cv_n_folds, min_value=2)
     if np.count_nonzero(counts) < 2:
         raise NoisylabInputError(f"labels hold a single class ({int(y[0])}); cross-validated probabilities need at "
                                  "least two classes.")

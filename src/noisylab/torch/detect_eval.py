@@ -111,7 +111,7 @@ from typing import Any
 import numpy as np
 
 from .._pretrained import pretrained_fingerprint
-from .._validation import NoisylabInputError, check_option, warn_user
+from .._validation import NoisylabInputError, check_int, check_option, warn_user
 from . import robust
 from .robust import ExperimentData, Protocol
 
@@ -177,9 +177,7 @@ def _check_protocol(protocol) -> Protocol:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise NoisylabInputError(f"seed must be a non-negative int; got {seed!r}.")
-    return int(seed)
+    return check_int("seed", seed, min_value=0)
 
 
 def _check_methods(methods) -> list[str]:
@@ -730,9 +728,7 @@ def run_detector_cell(spec: dict) -> dict:
     if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
         raise NoisylabInputError(f"retrain_repeats must be an int >= 1; got {repeats!r}.")
     train_seeds = [seed + REPEAT_SEED_STEP * r for r in range(int(repeats))]
-    measure_overhead = spec.pop("measure_overhead", True)
-    if not isinstance(measure_overhead, bool):
-        raise NoisylabInputError(f"measure_overhead must be true or false; got {measure_overhead!r}.")
+    measure_overhead = spec.pop("measure_overhead", True)  # checked by score_many, before any training
     wanted_sha = {"detector": spec.pop("detector_sha256", None),
                   "detector_margin": spec.pop("detector_margin_sha256", None)}
     spec.pop("bench", None)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import NoisylabInputError, check_option
+from .._validation import NoisylabInputError, check_int, check_option
 
 __all__ = [
     "METHODS",
@@ -238,8 +238,7 @@ def prepare_data(dataset, noise=None, *, seed=0, probe_per_class=10, test_size=0
     ones (then ``noise`` must be None).  The probe is drawn, and labelled, with the data set's own
     labels, which are the ground truth of ``y_true``.
     """
-    if isinstance(probe_per_class, bool) or not isinstance(probe_per_class, numbers.Integral) or probe_per_class < 0:
-        raise NoisylabInputError(f"probe_per_class must be an int >= 0; got {probe_per_class!r}.")
+    probe_per_class = check_int("probe_per_class", probe_per_class, min_value=0)
     if labels is not None and parse_noise(noise)[0] is not None:
         raise NoisylabInputError("give noisy labels or a noise spec to synthesize them, not both.")
     from ..noise import make_noise
@@ -552,9 +551,7 @@ def run_one(spec: dict) -> dict:
         seed = spec.pop("seed")
     except KeyError as exc:
         raise NoisylabInputError(f"a robust-training spec needs dataset, method and seed; missing {exc}.") from None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise NoisylabInputError(f"seed must be an int >= 0; got {seed!r}.")
-    seed = int(seed)
+    seed = check_int("seed", seed, min_value=0)
     noise = spec.pop("noise", None)
     dataset_kwargs = dict(spec.pop("dataset_kwargs", None) or {})
     for k in ("n_train", "n_test", "n"):  # flat data-set sizes (TOML grids hold scalars only)
