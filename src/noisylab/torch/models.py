@@ -23,15 +23,21 @@ Registered names (:data:`MODELS`) and intended data:
 * ``"preact_resnet18"`` -- :class:`PreActResNet18`: CIFAR-sized images.
 
 Through :func:`make_model` the initial weights come only from its ``random_state`` (the
-global torch RNG is neither read nor changed); see its Notes.  Calling a class directly uses
-the global torch RNG, as any ``torch.nn`` layer does.
+global torch RNG is neither read nor changed); see its Notes.  The one exception: a
+``make_model`` call without a seed made while a :class:`~noisylab.torch.trainer.Trainer` builds
+its model(s) draws its seed from the global torch RNG, which the trainer has seeded from its
+``random_state``.  Calling a class directly uses the global torch RNG, as any ``torch.nn`` layer
+does.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
 import numbers
 import secrets
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -108,6 +114,13 @@ def _image_shape(input_shape, *, model: str, example: str) -> tuple[int, int, in
     if len(shape) == 2:
         return (1, *shape)
     if len(shape) == 3:
+        if shape[2] in (1, 3, 4) and shape[0] > 4:
+            warnings.warn(
+                f"{model}: input_shape {shape} looks channels-last (H, W, C); image models take (C, H, W), "
+                f"so this builds a network with {shape[0]} input channels.  If the images are (N, H, W, C), "
+                f"transpose them with X.transpose(0, 3, 1, 2) and pass input_shape "
+                f"{(shape[2], shape[0], shape[1])}.",
+                UserWarning, stacklevel=3)
         return shape
     hint = ""
     if len(shape) == 1:
@@ -148,6 +161,14 @@ class BaseClassifier(nn.Module):
                 f"{type(self).__name__} was built for examples of shape {self.input_shape}; got a "
                 f"batch of shape {tuple(x.shape)} (expected (N, {', '.join(map(str, self.input_shape))}))."
             )
+        dtype = self.head.weight.dtype
+        if x.dtype != dtype:
+            if not x.is_floating_point():
+                raise NoisylabInputError(
+                    f"{type(self).__name__} expects a floating-point batch ({dtype}); got {x.dtype}.  Convert it "
+                    f"with x.float() (scaled as the training data were, e.g. images to [0, 1])."
+                )
+            x = x.to(dtype)  # e.g. a float64 batch made from numpy arrays
         return x.reshape(x.shape[0], *self._canonical_shape)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -590,6 +611,21 @@ RECOMMENDED_LR: dict[str, float] = {"mlp": 1e-3, "cnn1d": 1e-2, "small_cnn": 1e-
 
 _MAX_SEED = 2**63 - 1
 
+# True while a Trainer builds its model(s) inside its seeded RNG context: a make_model call
+# without a seed then draws it from the global torch RNG, which the trainer seeded.
+_SEED_FROM_TORCH_RNG: contextvars.ContextVar[bool] = contextvars.ContextVar("_SEED_FROM_TORCH_RNG", default=False)
+
+
+@contextlib.contextmanager
+def _seed_from_torch_rng():
+    """Scope in which ``make_model(random_state=None)`` takes its seed from the global torch RNG
+    (one draw) instead of OS entropy; :meth:`Trainer.build_model` uses it."""
+    token = _SEED_FROM_TORCH_RNG.set(True)
+    try:
+        yield
+    finally:
+        _SEED_FROM_TORCH_RNG.reset(token)
+
 
 def _init_seed(random_state, generator) -> int:
     """Turn ``random_state`` / ``generator`` into the int seed the weights are drawn with."""
@@ -602,6 +638,8 @@ def _init_seed(random_state, generator) -> int:
             )
         return int(torch.randint(0, _MAX_SEED, (1,), generator=generator, device=generator.device).item())
     if random_state is None:
+        if _SEED_FROM_TORCH_RNG.get():
+            return int(torch.randint(0, _MAX_SEED, (1,)).item())
         return secrets.randbits(63)
     if isinstance(random_state, torch.Generator):
         return int(torch.randint(0, _MAX_SEED, (1,), generator=random_state, device=random_state.device).item())
@@ -634,7 +672,11 @@ def make_model(name: str, input_shape, n_classes: int, random_state=None, *,
     random_state : None, int, numpy.random.Generator or torch.Generator, default=None
         Seed of the initial weights.  An int gives identical weights (identical
         ``state_dict``) on every call; a Generator is advanced by one draw, from which the
-        seed is taken; None uses fresh OS entropy.
+        seed is taken; None uses fresh OS entropy, except while a
+        :class:`~noisylab.torch.trainer.Trainer` builds its model (e.g. from the factory
+        ``functools.partial(make_model, name, shape, K)``): the seed is then one draw from the
+        global torch RNG, which the trainer seeded from its ``random_state``, so the weights
+        follow the trainer's seed (and the two networks of Co-teaching differ).
     generator : torch.Generator, optional
         Alternative to ``random_state`` (one draw is taken from it); pass at most one of them.
     **kwargs
@@ -658,7 +700,8 @@ def make_model(name: str, input_shape, n_classes: int, random_state=None, *,
     Seeding: the model is built under ``torch.random.fork_rng(devices=[])`` after seeding the
     CPU default generator with the derived seed, so each layer gets PyTorch's default
     initialisation drawn from that seed, and the caller's global torch RNG state (CPU, and
-    CUDA which is never touched) is exactly as it was before the call.  Parameters are
+    CUDA which is never touched) is exactly as it was before the call (advanced by the one
+    seed draw in the unseeded-call-inside-a-Trainer case above).  Parameters are
     created on the CPU (``with torch.device("cpu")``) so the weights do not depend on a
     default device; move the model afterwards with ``.to(device)``.
 

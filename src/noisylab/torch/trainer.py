@@ -68,7 +68,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ __all__ = [
     "make_optimizer",
     "stratified_split",
     "validation_split",
+    "default_milestones",
     "CHECKPOINT_NAME",
 ]
 
@@ -123,7 +124,10 @@ class TrainConfig:
     schedule : {"constant", "cosine", "step", "linear_decay"}, default="constant"
         Per-epoch learning-rate multiplier, see :func:`lr_factor`.
     milestones : tuple of int, default=()
-        ``"step"``: epochs (0-based) at which the lr is multiplied by ``gamma``.
+        ``"step"``: epochs (0-based, each ``< epochs``) at which the lr is multiplied by ``gamma``;
+        required by ``"step"`` (there is no implicit default).  The usual ResNet recipe decays at
+        50% and 75% of the training: :func:`default_milestones` gives ``(epochs // 2,
+        3 * epochs // 4)``.
     gamma : float, default=0.1
         ``"step"`` decay factor.
     decay_start : int, default=0
@@ -234,7 +238,13 @@ class TrainConfig:
         ) or list(ms) != sorted(set(ms)):
             errors.append(f"milestones must be increasing non-negative ints; got {ms!r}.")
         elif sched_ok and self.schedule == "step" and not ms:
-            errors.append("schedule='step' needs milestones, e.g. milestones=(50, 75).")
+            dm = default_milestones(self.epochs) if ep_ok else ()
+            example = f"milestones={dm} for epochs={self.epochs}" if dm else "milestones=(50, 75) for epochs=100"
+            errors.append(f"schedule='step' needs milestones (the epochs at which the lr is multiplied by gamma), "
+                          f"e.g. {example} (50% and 75% of the epochs, see default_milestones).")
+        elif ep_ok and ms and ms[-1] >= self.epochs:
+            errors.append(f"milestones must be smaller than epochs ({self.epochs}); got {tuple(ms)!r}: a milestone "
+                          f">= epochs is never reached, so the lr would not decay there.")
         if isinstance(self.decay_start, bool) or not isinstance(self.decay_start, numbers.Integral) or (
             ep_ok and not 0 <= self.decay_start < self.epochs
         ):
@@ -273,12 +283,50 @@ class TrainConfig:
 
 
 def _resolve_device(device) -> torch.device:
+    """``device`` as a usable :class:`torch.device`; RuntimeError (or ValueError / TypeError from
+    :class:`torch.device`) saying why when it cannot hold tensors on this machine."""
     if device == "auto" or device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA is not available on this machine")
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                               f"cuda:{torch.cuda.device_count() - 1})")
+        return dev
+    if dev.type == "meta":
+        raise RuntimeError("the 'meta' device holds no data and cannot train; use 'cpu', 'cuda' or 'auto'")
+    if dev.type == "mps" and not (torch.backends.mps.is_available()):
+        raise RuntimeError("the MPS backend is not available on this machine (it needs an Apple-silicon Mac and a "
+                           "PyTorch built with MPS); use 'cpu' or 'auto'")
+    try:  # any other backend (xpu, mps, privateuse ...): can it hold a tensor?
+        torch.zeros(1, device=dev)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, AssertionError, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(f"the {dev.type!r} backend is not available on this machine ({first}); "
+                           "use 'cpu' or 'auto'") from None
     return dev
+
+
+def default_milestones(epochs: int) -> tuple:
+    """Step-schedule milestones at 50% and 75% of ``epochs`` (the usual CIFAR ResNet recipe).
+
+    Parameters
+    ----------
+    epochs : int >= 1
+
+    Returns
+    -------
+    tuple of int
+        ``(epochs // 2, 3 * epochs // 4)`` without duplicates and zeros, e.g. ``(50, 75)`` for
+        100 epochs, ``(1,)`` for 2 epochs and ``()`` for 1 epoch; valid ``TrainConfig.milestones``.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise NoisylabInputError(f"epochs must be an int >= 1; got {epochs!r}.")
+    return tuple(sorted({m for m in (int(epochs) // 2, 3 * int(epochs) // 4) if m > 0}))
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:
@@ -340,7 +388,9 @@ def validation_split(y, val_fraction: float, random_state: int):
 
 def stratified_split(y: np.ndarray, val_fraction: float, rng: np.random.Generator):
     """Split row indices into (train, val), stratified on ``y``: each class puts
-    ``round(val_fraction * n_class)`` of its rows (chosen at random) into val.  Both sorted."""
+    ``round(val_fraction * n_class)`` of its rows (chosen at random; Python's round, half to
+    even) into val, but at most ``n_class - 1``, so every class keeps at least one training row
+    (a class with a single row stays in training).  Both sorted."""
     y = np.asarray(y)
     if val_fraction <= 0:
         return np.arange(len(y)), np.arange(0)
@@ -349,7 +399,9 @@ def stratified_split(y: np.ndarray, val_fraction: float, rng: np.random.Generato
         rows = np.flatnonzero(y == c)
         k = int(round(val_fraction * len(rows)))
         if k:
-            val.append(rng.permutation(rows)[:k])
+            # draw the permutation even when the cap below empties it: the classes after this one
+            # get the same rows as before the cap existed
+            val.append(rng.permutation(rows)[:min(k, len(rows) - 1)])
     val = np.sort(np.concatenate(val)) if val else np.arange(0)
     mask = np.ones(len(y), dtype=bool)
     mask[val] = False
@@ -535,6 +587,21 @@ def _describe_callable(fn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
+def _as_config(config) -> TrainConfig:
+    """``config`` as a :class:`TrainConfig`: None gives the defaults, a mapping its fields."""
+    if config is None:
+        return TrainConfig()
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        fields = [f.name for f in dataclasses.fields(TrainConfig)]
+        for key in config:
+            if key not in fields:
+                check_option("TrainConfig field", key, fields)  # raises, with "Did you mean ...?"
+        return TrainConfig(**config)
+    raise NoisylabInputError(f"config must be a TrainConfig (or a dict of its fields); got {type(config).__name__}.")
+
+
 def _load_checkpoint(path: Path) -> dict:
     """``torch.load`` of a checkpoint with the safe loader; anything unreadable is a clear error."""
     try:
@@ -556,9 +623,16 @@ class Trainer:
     ----------
     model : torch.nn.Module or callable returning one
         A callable (e.g. ``functools.partial(make_model, "mlp", shape, K)``) is called inside the
-        seeded RNG context, so its initial weights follow ``random_state``.  A module instance is
-        deep-copied at each ``fit`` (its current weights are the initial weights).
-    config : TrainConfig, optional
+        seeded RNG context, so its initial weights follow ``random_state``: layers built with the
+        global torch RNG draw from the seeded one, and :func:`~noisylab.torch.models.make_model`
+        called without a ``random_state`` takes its seed from it.  A factory with a fixed seed
+        (``make_model(..., random_state=0)``) gives the same weights whatever ``random_state``
+        is, and the same weights to both networks of a two-network strategy (Co-teaching).  A
+        module instance is deep-copied at each ``fit`` (its current weights are the initial
+        weights).
+    config : TrainConfig or dict, optional
+        Default ``TrainConfig()``.  A dict is read as ``TrainConfig(**config)`` (an unknown key is
+        a :class:`~noisylab._validation.NoisylabInputError` naming the closest field).
     strategy : Strategy, optional
         Default :class:`CrossEntropy`.  Deep-copied at each ``fit`` (``strategy_`` is the live one).
     callbacks : sequence of Callback
@@ -586,7 +660,7 @@ class Trainer:
     def __init__(self, model, config: TrainConfig | None = None, strategy: Strategy | None = None,
                  callbacks: Sequence[Callback] | None = ()):
         self.model = model
-        self.config = config if config is not None else TrainConfig()
+        self.config = _as_config(config)
         self.strategy = strategy
         self.callbacks = callbacks
 
@@ -596,7 +670,10 @@ class Trainer:
         if isinstance(self.model, nn.Module):
             m = copy.deepcopy(self.model)
         elif callable(self.model):
-            m = self.model()
+            from .models import _seed_from_torch_rng
+
+            with _seed_from_torch_rng():
+                m = self.model()
             if not isinstance(m, nn.Module):
                 raise NoisylabInputError(f"model() must return a torch.nn.Module; got {type(m).__name__}.")
         else:
@@ -656,6 +733,7 @@ class Trainer:
         ``val_indices`` (optional, positions in ``X``): these rows are the validation split instead
         of a ``val_fraction`` draw (which must then be 0); the other rows are trained on.
         """
+        self.config = _as_config(self.config)
         cfg = self.config.validate()
         self.device_ = _resolve_device(cfg.device)
         X_np, y_np = self._check_xy(X, y, "X", "y")

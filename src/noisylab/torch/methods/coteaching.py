@@ -199,8 +199,15 @@ class CoTeaching(Strategy):
                         mod.reset_parameters()
         pf, pg = list(self.model_f.parameters()), list(self.model_g.parameters())
         if pf and all(torch.equal(a, b) for a, b in zip(pf, pg)):
-            warnings.warn("CoTeaching: the two networks start from identical weights (the model has no "
-                          "reset_parameters); pass a callable that builds the model instead.", stacklevel=2)
+            if isinstance(trainer.model, nn.Module):
+                cause = ("the model instance has no reset_parameters to re-initialise the second copy; pass a "
+                         "callable that builds the model instead, e.g. functools.partial(make_model, name, shape, K)")
+            else:
+                cause = ("the model factory returns the same weights on every call, e.g. make_model with a fixed "
+                         "random_state; leave random_state out of the factory (the Trainer's random_state then "
+                         "seeds it) or draw it from torch's RNG, e.g. random_state=int(torch.randint(2**31, (1,)))")
+            warnings.warn(f"CoTeaching: the two networks start from identical weights, so they pick the same examples "
+                          f"and (without dropout) stay identical: Co-teaching reduces to one network.  Cause: {cause}.", stacklevel=2)
         self.opt_f = make_optimizer(self.model_f.parameters(), cfg)
         self.opt_g = make_optimizer(self.model_g.parameters(), cfg)
         self.models = [self.model_f, self.model_g]
