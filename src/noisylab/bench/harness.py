@@ -71,15 +71,29 @@ a killed writer is ignored with a warning and cut off by the next append; a
 bad line anywhere else is an error naming the line.  If a key appears twice
 the last record wins.
 
+Each record's ``meta.runner`` names the runner (``"module:function"``) that
+produced it; a stored run counts as done only for that runner (records from
+before this field count as done for any runner), so a changed runner reruns.
+Non-finite numbers in a result are stored as ``null`` and listed in
+``meta.nonfinite`` (the store stays standard JSON); tables leave them out of
+mean and std and say how many were left out.
+
 Running
 -------
 :func:`run_grid` runs inline (``n_jobs=1``), in ``n_jobs`` local worker
-processes (``spawn`` start method, one task per run) or on a
-``dask.distributed`` client.  Only the calling process writes the store, each
-result as soon as its run finishes, so a killed benchmark loses only the runs
-that were still going.  A run that raises is not recorded; the others go on,
-and once all have finished one :class:`BenchRunError` lists every failed spec
-with its exception (rerunning then retries only the failed runs).  With
+processes (``spawn`` start method, one spec at a time per worker) or on a
+``dask.distributed`` client.  Every spec is checked before any run starts
+(:func:`validate_grid`: the runner's own checks, when it has them).  Only the
+calling process writes the store, each result as soon as its run finishes, so
+a killed benchmark loses only the runs that were still going; before a run
+starts the store is read again (when it changed), so a run another process
+has finished meanwhile is skipped (local runs; a Dask grid is submitted at
+once).  A run that raises, or whose worker process dies (segfault, OOM kill),
+is not recorded; a dead worker is replaced and the others go on, and once
+all have finished one :class:`BenchRunError` lists every failed spec with
+its exception (rerunning then retries only the failed runs).  Ctrl-C stops
+the running runs and starts no queued one; the finished ones are kept and
+KeyboardInterrupt goes on to the caller.  With
 ``n_jobs > 1`` each worker limits its BLAS / OpenMP / torch threads to
 ``max(1, cpu_count // n_workers)``.  Scripts that call :func:`run_grid` with
 ``n_jobs > 1`` need the usual ``if __name__ == "__main__":`` guard.
@@ -87,6 +101,7 @@ with its exception (rerunning then retries only the failed runs).  With
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import hashlib
 import importlib
@@ -124,6 +139,8 @@ __all__ = [
     "results_table",
     "run_grid",
     "run_key",
+    "runner_name",
+    "validate_grid",
 ]
 
 _SECTIONS = ("experiment", "protocol", "grid", "include", "exclude")
@@ -219,7 +236,11 @@ class Grid:
 
     @property
     def name(self) -> str:
-        return str(self.experiment.get("name", ""))
+        """``[experiment] name``; without one, the grid file's stem (``"grid"`` for a grid not read from a file)."""
+        name = str(self.experiment.get("name", "")).strip()
+        if name:
+            return name
+        return Path(self.source).stem if not self.source.startswith("<") else "grid"
 
     def runs(self) -> list[dict]:
         """Run specs in order: grid product (minus excluded points), then includes; keys unique."""
@@ -313,6 +334,32 @@ def _check_runner_syntax(runner, src):
     return runner
 
 
+_EXPERIMENT_KEYS = ("name", "runner", "description")
+
+
+def _check_include_keys(entry, i, grid, protocol, src):
+    """Warn about an ``[[include]]`` entry that leaves out a grid key or names a likely typo of one.
+
+    A key that is neither a grid key nor a protocol field is legal (a per-run protocol override the
+    runner checks), so it only draws a warning when it is close to a known key the entry lacks."""
+    known = list(grid) + list(protocol)
+    missing = [k for k in grid if k not in entry]
+    typos = []
+    for k in entry:
+        if k in grid or k in protocol:
+            continue
+        near = difflib.get_close_matches(k, known, 1, cutoff=0.75)
+        if near and near[0] not in entry:
+            typos.append(f"{k!r} (did you mean {near[0]!r}?)")
+    if typos or (grid and missing):
+        parts = []
+        if typos:
+            parts.append(f"names {', '.join(typos)}, neither a [grid] key nor a [protocol] field")
+        if grid and missing:
+            parts.append(f"leaves out the grid key(s) {', '.join(map(repr, missing))} (its runs have no such field)")
+        warnings.warn(f"{src}: [[include]] entry {i + 1} " + " and ".join(parts) + ".", UserWarning, stacklevel=4)
+
+
 def _parse_grid_dict(doc: dict, src: str) -> Grid:
     if not isinstance(doc, Mapping):
         raise NoisylabInputError(f"{src}: a grid must be a table; got {type(doc).__name__}.")
@@ -330,6 +377,12 @@ def _parse_grid_dict(doc: dict, src: str) -> Grid:
     runner = _check_runner_syntax(experiment["runner"], src)
     for k, v in experiment.items():
         _check_scalar(v, f"experiment.{k}", src)
+    for k in experiment:
+        if k not in _EXPERIMENT_KEYS:
+            near = difflib.get_close_matches(k, _EXPERIMENT_KEYS, 1, cutoff=0.75)
+            if near:
+                warnings.warn(f"{src}: [experiment] key {k!r} is kept but not used; did you mean {near[0]!r}?",
+                              UserWarning, stacklevel=3)
 
     protocol = dict(_check_table(doc.get("protocol", {}), "[protocol]", src))
     for k, v in protocol.items():
@@ -348,6 +401,7 @@ def _parse_grid_dict(doc: dict, src: str) -> Grid:
     for i, entry in enumerate(_check_entries(doc.get("include", []), "include", src)):
         include.append({k: _check_list(v, f"include entry {i + 1}: {k}", src, allow_scalar=True)
                         for k, v in entry.items()})
+        _check_include_keys(entry, i, grid, protocol, src)
     exclude = []
     for i, entry in enumerate(_check_entries(doc.get("exclude", []), "exclude", src)):
         if not entry:
@@ -432,6 +486,28 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _finite_only(obj, path=""):
+    """``(obj with every non-finite float replaced by None, [dotted paths replaced])``."""
+    if isinstance(obj, (float, np.floating)) and not math.isfinite(float(obj)):
+        return None, [path or "<value>"]
+    if isinstance(obj, Mapping):
+        out, bad = {}, []
+        for k, v in obj.items():
+            out[k], b = _finite_only(v, f"{path}.{k}" if path else str(k))
+            bad += b
+        return out, bad
+    if isinstance(obj, (list, tuple)):
+        out, bad = [], []
+        for i, v in enumerate(obj):
+            x, b = _finite_only(v, f"{path}[{i}]")
+            out.append(x)
+            bad += b
+        return out, bad
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in "fc" and not np.isfinite(obj).all():
+        return _finite_only(obj.tolist(), path)
+    return obj, []
+
+
 def _version() -> str:
     try:
         from .. import __version__
@@ -477,12 +553,17 @@ class ResultStore:
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "noisylab_version": _version()}
         meta.update(record.get("meta") or {})
-        out = {"key": key, "spec": dict(record["spec"]), "result": dict(record["result"]), "meta": meta}
+        result, bad = _finite_only(dict(record["result"]))
+        if bad:
+            meta["nonfinite"] = sorted(set(meta.get("nonfinite") or []) | set(bad))
+            warnings.warn(f"run {key}: non-finite result value(s) at {', '.join(bad)} stored as null (JSON has no "
+                          "NaN / Infinity); tables leave them out and say so.", UserWarning, stacklevel=2)
+        out = {"key": key, "spec": dict(record["spec"]), "result": result, "meta": meta}
         for k, v in record.items():
             if k not in out:
                 out[k] = v
         try:
-            line = json.dumps(out, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+            line = json.dumps(out, default=_json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise NoisylabInputError(f"record for run {key} is not JSON serialisable: {exc}") from None
         data = (line + "\n").encode("utf-8")
@@ -719,7 +800,12 @@ def run_grid(grid_or_runs, store, *, n_jobs=1, client=None, runner=None, progres
         After all runs have finished, if some raised (their specs and errors
         are listed; nothing was recorded for them).
     NoisylabInputError
-        For a bad grid, runner or argument.
+        For a bad grid, runner or argument, or a spec the runner's checks
+        reject (see :func:`validate_grid`), before any run starts.
+    KeyboardInterrupt
+        On Ctrl-C, after the runs under way were stopped (queued runs never
+        start; finished runs are in the store) and a line saying so was
+        written to stderr.
     """
     runs, runner = _as_runs(grid_or_runs, runner)
     if not isinstance(store, ResultStore):
@@ -733,6 +819,7 @@ def run_grid(grid_or_runs, store, *, n_jobs=1, client=None, runner=None, progres
         raise NoisylabInputError(f"on_result must be callable; got {type(on_result).__name__}.")
     if not callable(runner):
         _check_runner_syntax(runner, "runner")
+    who = runner_name(runner)
 
     keyed, seen = [], set()
     for spec in runs:
@@ -740,9 +827,14 @@ def run_grid(grid_or_runs, store, *, n_jobs=1, client=None, runner=None, progres
         if k not in seen:
             seen.add(k)
             keyed.append((k, spec))
-    done = store.done_keys()
+    watch = _DoneWatch(store, who)
+    done = watch.done()
     pending = [(k, s) for k, s in keyed if k not in done]
+    _warn_other_runner(store, who, [k for k, _ in pending])
+    if pending:  # every spec checked before any run starts (the runner's own checks, when it has them)
+        _validate_specs([s for _, s in pending], runner, local=client is None)
     failures = []
+    n_stored = n_skipped = 0
 
     bar = None
     if progress:
@@ -750,14 +842,26 @@ def run_grid(grid_or_runs, store, *, n_jobs=1, client=None, runner=None, progres
 
         bar = tqdm(total=len(keyed), initial=len(keyed) - len(pending), desc="runs", unit="run", file=sys.stderr)
 
+    def still_pending(key):
+        nonlocal n_skipped
+        if watch.is_done(key):  # another process on this store finished it meanwhile
+            n_skipped += 1
+            if bar is not None:
+                bar.update(1)
+            return False
+        return True
+
     def finish(key, spec, out):
+        nonlocal n_stored
         if out["ok"]:
             try:
                 rec = store.append({"key": key, "spec": spec, "result": out["result"],
-                                    "meta": {"seconds": round(out["seconds"], 3), "host": out["host"]}})
+                                    "meta": {"seconds": round(out["seconds"], 3), "host": out["host"],
+                                             "runner": who}})
             except NoisylabInputError as exc:
                 failures.append({"key": key, "spec": spec, "error": str(exc), "traceback": ""})
             else:
+                n_stored += 1
                 if on_result is not None:
                     on_result(rec)
         else:
@@ -771,12 +875,23 @@ def run_grid(grid_or_runs, store, *, n_jobs=1, client=None, runner=None, progres
                 _run_dask(client, runner, pending, finish)
             elif n_jobs == 1:
                 fn = resolve_runner(runner)
-                for key, spec in pending:
-                    finish(key, spec, _execute(fn, spec))
+                for i, (key, spec) in enumerate(pending):
+                    if not still_pending(key):
+                        continue
+                    try:
+                        out = _execute(fn, spec)
+                    except KeyboardInterrupt:
+                        raise _Interrupted(n_running=1, n_queued=len(pending) - i - 1) from None
+                    finish(key, spec, out)
             else:
                 if not callable(runner):
                     resolve_runner(runner)  # a typo fails here, before any process starts
-                _run_processes(runner, pending, n_jobs, finish)
+                _run_processes(runner, pending, n_jobs, finish, still_pending)
+    except _Interrupted as exc:
+        print(f"interrupted: {exc.n_running} running run(s) stopped and {exc.n_queued} queued run(s) not started; "
+              f"{n_stored} run(s) finished in this session and are saved to {store.path} (running the same "
+              "command again resumes from there).", file=sys.stderr, flush=True)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -786,43 +901,308 @@ def run_grid(grid_or_runs, store, *, n_jobs=1, client=None, runner=None, progres
         if len(failures) > 20:
             lines.append(f"  ... and {len(failures) - 20} more (see .failures)")
         raise BenchRunError(
-            f"{len(failures)} of {len(pending)} runs failed and were not recorded ({len(pending) - len(failures)} "
-            f"finished and were saved to {store.path}; running again retries only the failed ones):\n"
-            + "\n".join(lines),
+            f"{len(failures)} of {len(pending)} runs failed and were not recorded ({n_stored} finished and were "
+            f"saved to {store.path}"
+            + (f", {n_skipped} were finished by another process" if n_skipped else "")
+            + "; running again retries only the failed ones):\n" + "\n".join(lines),
             failures,
         )
     latest = store.latest()
     return [latest[k] for k, _ in keyed if k in latest]
 
 
-def _run_processes(runner, pending, n_jobs, finish):
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+def runner_name(runner) -> str:
+    """The ``"module:function"`` identity of a runner, as recorded in ``meta.runner`` (a string as is)."""
+    if isinstance(runner, str):
+        return runner
+    mod = getattr(runner, "__module__", None) or type(runner).__module__
+    qual = getattr(runner, "__qualname__", None) or type(runner).__qualname__
+    return f"{mod}:{qual}"
 
+
+def _by_runner(record, who) -> bool:
+    """Whether ``record`` was produced by the runner ``who`` (records from before ``meta.runner`` count as yes)."""
+    recorded = (record.get("meta") or {}).get("runner")
+    return recorded is None or recorded == who
+
+
+class _DoneWatch:
+    """The keys in a store that ``who`` finished, re-read only when the file changed (size, mtime, inode)."""
+
+    def __init__(self, store, who):
+        self.store, self.who, self._stamp, self._done = store, who, None, set()
+
+    def _stat(self):
+        try:
+            st = os.stat(self.store.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def done(self) -> set:
+        stamp = self._stat()
+        if stamp != self._stamp or self._stamp is None:
+            self._done = {k for k, r in self.store.latest().items() if _by_runner(r, self.who)}
+            self._stamp = stamp
+        return self._done
+
+    def is_done(self, key) -> bool:
+        try:
+            return key in self.done()
+        except NoisylabInputError:  # a store made unreadable meanwhile: run it (the append reports the problem)
+            return False
+
+
+def _warn_other_runner(store, who, pending_keys):
+    latest = store.latest() if pending_keys else {}
+    other = sorted({str(latest[k]["meta"]["runner"]) for k in pending_keys if k in latest})
+    if other:
+        n = sum(k in latest for k in pending_keys)
+        warnings.warn(f"{store.path}: {n} stored run(s) of this grid came from another runner ({', '.join(other)}) "
+                      f"and are run again with {who} (the newest record of a run wins).", UserWarning, stacklevel=3)
+
+
+#: Spec checks of the shipped runners (``"module:function"`` of a function ``specs -> None`` raising
+#: NoisylabInputError), imported only when such a grid runs.  Any other runner function may carry its own
+#: as a ``validate_specs`` attribute.
+_SPEC_VALIDATORS = {
+    "noisylab.torch.robust:run_one": "noisylab.bench.robust:check_robust_specs",
+}
+
+
+def _spec_validator(runner, local=True):
+    fn = getattr(runner, "validate_specs", None) if callable(runner) else None
+    if fn is not None:
+        return fn
+    name = runner_name(runner)
+    if name in _SPEC_VALIDATORS:
+        try:
+            return resolve_runner(_SPEC_VALIDATORS[name])
+        except NoisylabInputError:  # e.g. torch missing here while a Dask cluster runs the grid
+            return None
+    if isinstance(runner, str) and local:
+        with contextlib.suppress(NoisylabInputError):
+            return getattr(resolve_runner(runner), "validate_specs", None)
+    return None
+
+
+def _validate_specs(specs, runner, local=True):
+    fn = _spec_validator(runner, local)
+    if fn is not None and specs:
+        try:
+            fn([dict(s) for s in specs])
+        except ImportError:  # the check needs what only the workers have (a Dask cluster's torch, say)
+            if local:
+                raise
+
+
+def validate_grid(grid_or_runs, *, runner=None, table_fields=(), local=True) -> None:
+    """Check a grid before any run starts.
+
+    Parameters
+    ----------
+    grid_or_runs : Grid, path, TOML text, dict or list of dict
+        What :func:`run_grid` takes.
+    runner : callable or str, optional
+        Default: the grid's runner.  Its spec checks run on every spec: those registered for the
+        shipped runners (the robust-training runner checks method names, noise specs and protocol
+        fields), or the runner function's ``validate_specs(specs)`` attribute when it has one.
+    table_fields : sequence of str, optional
+        Fields a results table will be labelled by (``--rows`` / ``--cols``): each must be a spec
+        field of at least one run (``spec.X`` paths too; ``result.``, ``meta.`` and ``key`` paths are
+        not checked, the results do not exist yet).
+    local : bool, default=True
+        False when the runs go to a Dask cluster (the runner module need not import here).
+
+    Raises
+    ------
+    NoisylabInputError
+        Naming every problem found, with what was expected.
+    """
+    runs, runner = _as_runs(grid_or_runs, runner)
+    if not callable(runner):
+        _check_runner_syntax(runner, "runner")
+    have = {k for spec in runs for k in spec}
+    unknown = []
+    for f in table_fields:
+        head = f.split(".")
+        if head[0] in ("result", "meta", "key") and (len(head) > 1 or head[0] == "key"):
+            continue
+        name = head[1] if head[0] == "spec" and len(head) > 1 else head[0]
+        if name not in have:
+            unknown.append(f)
+    if unknown:
+        import difflib
+
+        hints = [f"{f!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(f.split(".")[-1], have, 1))
+                 else repr(f) for f in unknown]
+        raise NoisylabInputError(f"no run of the grid has the spec field(s) {', '.join(hints)}; spec fields are "
+                                 f"{', '.join(sorted(have)) or '(none)'}.")
+    _validate_specs(runs, runner, local)
+
+
+def _worker_main(conn, n_threads):
+    """A worker process: ignore Ctrl-C (the parent decides), then run the specs the parent sends until ``None``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(n_threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent went away
+            return
+        if msg is None:
+            return
+        runner, spec = msg
+        out = _execute(runner, spec)
+        try:
+            conn.send(out)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+            conn.send({"ok": False, "error": f"{type(exc).__name__}: could not send the result back: {exc}",
+                       "traceback": ""})
+
+
+def _death_message(exitcode) -> str:
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    else:
+        how = f"exited with code {exitcode}"
+    return (f"WorkerDied: the worker process running this spec {how} (out of memory, a crash in native code or "
+            "os._exit?); the other runs went on")
+
+
+def _spawn_worker(ctx, n_threads):
+    """Start one worker (SIGINT ignored from its first instruction on, where this is the main thread)."""
+    import signal
+    import threading
+
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_worker_main, args=(child, n_threads))  # not daemonic: a run may start processes
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        proc.start()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+    child.close()
+    return proc, parent
+
+
+def _stop_workers(workers, timeout=2.0):
+    for proc, conn in workers:
+        with contextlib.suppress(Exception):
+            conn.close()
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc, _ in workers:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+
+
+def _run_processes(runner, pending, n_jobs, finish, still_pending=None):
+    """Run ``pending`` in ``n_jobs`` spawned worker processes, one spec at a time per worker.
+
+    Each worker has its own pipe, so the parent always knows which spec a worker is running: a worker
+    that dies (segfault, OOM kill, ``os._exit``) fails only that spec, and a fresh worker takes its
+    place.  Workers ignore SIGINT; on Ctrl-C (KeyboardInterrupt in this process) the results that have
+    already arrived are stored, the workers are terminated, queued specs never start, and the
+    KeyboardInterrupt goes on to the caller.  ``still_pending(key)`` is asked before a spec starts.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("spawn")
     n_workers = min(n_jobs, len(pending))
     n_threads = max(1, _cpu_count() // n_workers)
-    ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(n_threads,))
-    clean = False
+    queue = list(reversed(pending))  # pop() from the end = run order
+    workers = []  # [(proc, conn)]
+    busy = {}  # conn -> (proc, key, spec)
+
+    def next_spec():
+        while queue:
+            key, spec = queue.pop()
+            if still_pending is None or still_pending(key):
+                return key, spec
+        return None
+
+    def dispatch(proc, conn):
+        item = next_spec()
+        if item is None:
+            return False
+        conn.send((runner, item[1]))
+        busy[conn] = (proc, *item)
+        return True
+
     try:
-        futures = {ex.submit(_execute, runner, spec): (key, spec) for key, spec in pending}
-        todo = set(futures)
-        while todo:
-            finished, todo = wait(todo, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                key, spec = futures[fut]
-                try:
-                    out = fut.result()
-                except BrokenProcessPool:
-                    out = {"ok": False, "error": "BrokenProcessPool: a worker process died (killed, or out of "
-                                                 "memory?)", "traceback": ""}
-                except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
-                    out = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": ""}
+        for _ in range(n_workers):
+            if not queue:
+                break
+            proc, conn = _spawn_worker(ctx, n_threads)
+            workers.append((proc, conn))
+            if not dispatch(proc, conn):
+                break
+        while busy:
+            sentinels = {proc.sentinel: conn for conn, (proc, _, _) in busy.items()}
+            ready = wait(list(busy) + list(sentinels))
+            handled = set()
+            for obj in ready:
+                conn = sentinels.get(obj, obj)
+                if conn in handled or conn not in busy:
+                    continue
+                handled.add(conn)
+                proc, key, spec = busy.pop(conn)
+                out = None
+                if conn.poll():
+                    with contextlib.suppress(EOFError, OSError):
+                        out = conn.recv()
+                if out is None:  # the worker died mid-run
+                    proc.join(5.0)
+                    out = {"ok": False, "error": _death_message(proc.exitcode), "traceback": ""}
+                    workers.remove((proc, conn))
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    finish(key, spec, out)
+                    if queue:
+                        proc, conn = _spawn_worker(ctx, n_threads)
+                        workers.append((proc, conn))
+                        dispatch(proc, conn)
+                    continue
                 finish(key, spec, out)
-        clean = True
+                dispatch(proc, conn)
+    except KeyboardInterrupt:
+        # keep what has already come back, then stop everything else
+        for conn, (_, key, spec) in list(busy.items()):
+            try:
+                if conn.poll():
+                    out = conn.recv()
+                    busy.pop(conn)
+                    finish(key, spec, out)
+            except Exception:  # noqa: BLE001, S110 - a dead or half-written pipe: that run is lost
+                pass
+        raise _Interrupted(n_running=len(busy), n_queued=len(queue)) from None
     finally:
-        ex.shutdown(wait=clean, cancel_futures=True)
+        for _, conn in workers:
+            with contextlib.suppress(Exception):
+                conn.send(None)
+        _stop_workers(workers)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C while runs were going: how many were stopped and how many never started."""
+
+    def __init__(self, n_running, n_queued):
+        super().__init__(n_running, n_queued)
+        self.n_running, self.n_queued = n_running, n_queued
 
 
 def _run_dask(client, runner, pending, finish):
@@ -909,6 +1289,16 @@ def _fmt_label(v):
     return v if isinstance(v, str) else json.dumps(v)
 
 
+_MD_ACTIVE = re.compile(r"[\\`*\[\]<>!|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def _md_escape(text) -> str:
+    """A store string made inert in a markdown cell: backslash before the characters that start code spans,
+    emphasis, links, images or raw HTML (``_`` only where it is not inside a word, so ``coteaching_plus``
+    stays as it is) and ``|`` (which would end a table cell); line breaks are flattened by the table writer."""
+    return _MD_ACTIVE.sub(lambda m: "\\" + m.group(0), str(text))
+
+
 def check_spec_fields(records, fields) -> None:
     """Raise :class:`NoisylabInputError` for table fields that no record has (a typo would otherwise
     label every row or column "—" and average them all into one)."""
@@ -961,10 +1351,13 @@ def results_table(records, rows=("noise",), cols=("method",), value="test_acc", 
         raise NoisylabInputError("results_table needs at least one row field.")
     records = _dedupe(list(records))
     check_spec_fields(records, rows + cols)
-    cells, row_seen, col_seen = {}, {}, {}
+    cells, bad, row_seen, col_seen = {}, {}, {}, {}
     n_with_value = 0
+    in_result = value.removeprefix("result.")
     for rec in records:
         v = _lookup(rec, value, "result")
+        if v is None and in_result in ((rec.get("meta") or {}).get("nonfinite") or ()):
+            v = float("nan")  # stored as null because it was NaN / inf (see ResultStore.append)
         if v is _NOTHING or v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -973,7 +1366,12 @@ def results_table(records, rows=("noise",), cols=("method",), value="test_acc", 
         r, c = _label(rec, rows), _label(rec, cols)
         row_seen.setdefault(_key_of_label(r), r)
         col_seen.setdefault(_key_of_label(c), c)
-        cells.setdefault((_key_of_label(r), _key_of_label(c)), []).append(float(v) * scale)
+        where = (_key_of_label(r), _key_of_label(c))
+        if math.isfinite(float(v)):
+            cells.setdefault(where, []).append(float(v) * scale)
+        else:  # a diverged run: left out of mean and std, and counted in the cell
+            cells.setdefault(where, [])
+            bad[where] = bad.get(where, 0) + 1
     if records and n_with_value == 0:
         have = sorted({k for rec in records for k in (rec.get("result") or {})})
         raise NoisylabInputError(
@@ -984,23 +1382,25 @@ def results_table(records, rows=("noise",), cols=("method",), value="test_acc", 
     m = re.search(r"\{mean(?:[:!][^}]*)?\}", fmt)
     fmt_single = m.group(0) if m else fmt
     shown = [(_key_of_label(r), _key_of_label(c)) for r in row_labels for c in col_labels]
-    counts = {len(cells[k]) for k in shown if k in cells}
+    counts = {len(cells[k]) for k in shown if cells.get(k)}
     show_n = len(counts) > 1
 
-    def cell(vals):
+    def cell(vals, n_bad):
+        note = f" ({n_bad} non-finite left out)" if n_bad else ""
         if not vals:
-            return _MISSING
+            return _MISSING + note
         a = np.asarray(vals, dtype=np.float64)
         mean = float(a.mean())
         std = float(a.std(ddof=1)) if a.size > 1 else float("nan")
         text = (fmt if a.size > 1 else fmt_single).format(mean=mean, std=std, n=a.size)
-        return f"{text} (n={a.size})" if show_n else text
+        return (f"{text} (n={a.size})" if show_n else text) + note
 
-    header = list(rows) + [" / ".join(_fmt_label(v) for v in c) for c in col_labels]
+    header = [_md_escape(f) for f in rows] + [" / ".join(_md_escape(_fmt_label(v)) for v in c) for c in col_labels]
     body = []
     for r in row_labels:
         kr = _key_of_label(r)
-        body.append([_fmt_label(v) for v in r] + [cell(cells.get((kr, _key_of_label(c)), [])) for c in col_labels])
+        body.append([_md_escape(_fmt_label(v)) for v in r]
+                    + [cell(cells.get((kr, kc := _key_of_label(c)), []), bad.get((kr, kc), 0)) for c in col_labels])
     return markdown_table(header, body)
 
 
@@ -1049,10 +1449,10 @@ def protocol_lines(records) -> str:
         present = [rec["spec"][k] for rec in records if k in rec.get("spec", {})]
         distinct = {_canonical_json(v) for v in present}
         if len(present) == len(records) and len(distinct) == 1:
-            shared.append(f"- {k}: {_fmt_label(present[0])}")
+            shared.append(f"- {_md_escape(k)}: {_md_escape(_fmt_label(present[0]))}")
         else:
             extra = "" if len(present) == len(records) else f", set in {len(present)} of {len(records)} runs"
-            varying.append(f"{k} ({len(distinct)} value{'s' if len(distinct) != 1 else ''}{extra})")
+            varying.append(f"{_md_escape(k)} ({len(distinct)} value{'s' if len(distinct) != 1 else ''}{extra})")
     if varying:
         shared.append(f"- varies across runs: {', '.join(varying)}")
     return "\n".join(shared)

@@ -28,7 +28,9 @@ def _store_records(path, grid=None):
     latest = ResultStore(p).latest()
     if grid is not None:
         keys = [run_key(spec) for spec in grid.runs()]
-        current = [latest[k] for k in keys if k in latest]
+        # a record that names another runner (meta.runner; older records name none) is not this grid's result
+        current = [latest[k] for k in keys if k in latest
+                   and (latest[k].get("meta") or {}).get("runner", grid.runner) == grid.runner]
         if current:
             return current
     return list(latest.values())

@@ -17,7 +17,7 @@ import numpy as np
 from .._validation import NoisylabInputError
 from .harness import Grid, load_grid, protocol_lines, results_table
 
-__all__ = ["ROBUST_GRID", "PUBLISHED_INCV_CIFAR10", "robust_grid", "robust_report"]
+__all__ = ["ROBUST_GRID", "PUBLISHED_INCV_CIFAR10", "check_robust_specs", "robust_grid", "robust_report"]
 
 #: The shipped grid file.
 ROBUST_GRID = "grids/robust_mnist1d.toml"
@@ -71,6 +71,56 @@ def _noise_list(noises) -> list:
     return out
 
 
+#: Spec fields :func:`noisylab.torch.robust.run_one` reads besides the :class:`~noisylab.torch.robust.Protocol` ones.
+_RUN_FIELDS = ("dataset", "method", "seed", "noise", "dataset_kwargs", "n_train", "n_test", "n", "bench")
+
+
+def check_robust_specs(specs) -> None:
+    """Check robust-training run specs before any run starts (the harness calls this for the runner
+    ``noisylab.torch.robust:run_one``): method names, noise specs, required and unknown fields.
+
+    Raises
+    ------
+    NoisylabInputError
+        Listing every distinct problem, with a "did you mean" for a misspelt name.
+    """
+    import dataclasses
+    import difflib
+
+    from ..torch.robust import METHODS, Protocol
+
+    fields = {f.name for f in dataclasses.fields(Protocol)} | set(_RUN_FIELDS)
+    problems = {}
+
+    def hint(name, known):
+        m = difflib.get_close_matches(str(name), known, 1)
+        return f" (did you mean {m[0]!r}?)" if m else ""
+
+    for spec in specs:
+        missing = [k for k in ("dataset", "method", "seed") if k not in spec]
+        if missing:
+            problems.setdefault(f"missing field(s) {missing} (a robust-training run needs dataset, method and seed)",
+                                None)
+        method = spec.get("method")
+        if method is not None and method not in METHODS:
+            problems.setdefault(f"unknown method {method!r}{hint(method, METHODS)}; known: {', '.join(METHODS)}", None)
+        for k in sorted(set(spec) - fields):
+            problems.setdefault(f"unknown protocol field {k!r}{hint(k, sorted(fields))}", None)
+        noise = spec.get("noise")
+        if noise is not None:
+            from ..noise import parse_noise_spec
+
+            try:
+                parse_noise_spec(noise)
+            except (NoisylabInputError, ValueError) as exc:
+                problems.setdefault(f"bad noise {noise!r}: {exc}", None)
+    if problems:
+        shown = list(problems)[:10]
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise NoisylabInputError("the grid's runs have these problems (nothing was run):\n  - "
+                                 + "\n  - ".join(shown) + more)
+
+
 def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=None, epochs=None, n_train=None,
                 model=None) -> Grid:
     """The benchmark grid (the shipped one, or ``grid``: a TOML path/text) with command-line overrides.
@@ -95,6 +145,11 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
     # Methods whose runs come from per-noise [[include]] entries (their own protocol overrides,
     # e.g. INCV's budgets, or the clean_subset reference): those entries are the one source of them.
     per_noise = {e.get("method") for e in base.include if e.get("noise", "none") != "none"}
+    # ... and methods that run only through the noise = "none" entries (the clean ceiling): crossing them
+    # with every noise setting would repeat the same clean-label training once per noise level.
+    grid_methods = set(base.grid.get("method", ()))
+    include_only = per_noise | {e.get("method") for e in base.include
+                                if e.get("noise", "none") == "none" and e.get("method") not in grid_methods}
     ms = None
     if methods is not None:
         from ..torch.robust import (
@@ -105,7 +160,7 @@ def robust_grid(grid=None, *, dataset=None, seeds=None, methods=None, noises=Non
         bad = [m for m in ms if m not in known]
         if bad:
             raise NoisylabInputError(f"unknown method(s) {bad}; known: {list(known)}.")
-        points["method"] = [m for m in ms if m not in per_noise]
+        points["method"] = [m for m in ms if m not in include_only]
     if noises is not None:
         points["noise"] = _noise_list(noises)
     if epochs is not None:
