@@ -11,6 +11,7 @@ of confident learning; ``noisylab report`` is the command line.
 Importing this package needs only numpy; matplotlib is imported when the first
 figure is drawn and its absence raises an ImportError naming the extra.
 """
+from ._markdown import escape_markdown
 from .builder import Report, empirical_noise_matrix, load_runs, report_from_find_issues
 from .examples import EXAMPLE_KINDS, detect_kind
 
@@ -18,6 +19,7 @@ __all__ = [
            "EXAMPLE_KINDS",
            "Report",
            "detect_kind",
+           "escape_markdown",
            "empirical_noise_matrix",
            "load_runs",
            "report_from_find_issues",

@@ -9,8 +9,13 @@ sections; :meth:`Report.write` then writes
 * optionally a Markdown twin with the same text and tables, its figures as PNG files
   in a ``<name>_files/`` folder next to it.
 
-All files are written atomically (:func:`noisylab.io.atomic_write`).  The text of
-both files is deterministic: no dates, no absolute paths.
+All files are written atomically and as a set: every file is first written to a
+temporary file next to its destination, then all are renamed into place (figures,
+the Markdown twin, the HTML) and figures of an earlier, longer report are removed
+last, so a failure leaves the earlier report as it was.  Text is written and read as
+UTF-8 whatever the locale.  The text of both files is deterministic: no dates, no
+absolute paths.  In the Markdown twin every user string (class names, file names,
+texts, titles) is escaped so that it stays text (:func:`._markdown.escape_markdown`).
 
 Conventions (as in :mod:`noisylab.metrics`): ``label_quality`` is higher when the
 given label is more likely correct; for detection against ground truth the positive
@@ -20,8 +25,11 @@ are ``T[given, true] = P(given | true)`` with columns summing to 1.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -32,6 +40,7 @@ import numpy as np
 from .._format import markdown_table
 from .._validation import NoisylabInputError
 from . import figures as _fig
+from ._markdown import escape_line_start, escape_markdown, sanitize_markdown
 from .examples import EXAMPLE_KINDS, detect_kind, image_batch, sequence_batch
 from .html import markdown_to_html, page, table_html
 
@@ -116,7 +125,28 @@ def _names(class_names, K, what="class_names", of="classes") -> list[str]:
     names = [str(c) for c in (class_names.tolist() if isinstance(class_names, np.ndarray) else class_names)]
     if len(names) != K:
         raise NoisylabInputError(f"{what} has {len(names)} names but there are {K} {of}.")
+    if what == "class_names":
+        check_unique_names(names, what)
     return names
+
+
+def check_unique_names(names, what="class_names") -> None:
+    """Refuse repeated class names: two rows and columns that cannot be told apart.
+
+    Names are compared as shown (runs of white space count as one space, ends stripped).
+
+    Raises
+    ------
+    NoisylabInputError
+        Naming the first repeated name and where it occurs.
+    """
+    seen: dict[str, int] = {}
+    for i, name in enumerate(str(c) for c in names):
+        key = " ".join(name.split())
+        if key in seen:
+            raise NoisylabInputError(f"{what} must be unique; got {name!r} at positions {seen[key]} and {i} "
+                                     f"(of {len(names)} names).")
+        seen[key] = i
 
 
 def _noise_matrix(M, name, K=None) -> np.ndarray:
@@ -225,17 +255,19 @@ class Report:
     @staticmethod
     def _facts(facts):
         html = '<ul class="facts">' + "".join(f"<li>{escape(k)}<b>{escape(v)}</b></li>" for k, v in facts) + "</ul>"
-        md = "\n".join(f"- {_md_text(k)}: {_md_text(v)}" for k, v in facts)
+        md = "\n".join(f"- {_md_line(k)}: {_md_text(v)}" for k, v in facts)
         return html, md
 
     @staticmethod
     def _para(text):
-        return f"<p>{escape(text)}</p>", _md_text(text)
+        return f"<p>{escape(text)}</p>", _md_line(text)
 
     # ------------------------------------------------------------------ sections
     def add_text(self, text: str, title: str | None = None) -> Report:
         """Free text in the Markdown subset of :func:`noisylab.report.html.markdown_to_html`.
 
+        Markup beyond that subset (links, images, raw HTML) is shown as text on both
+        sides: the Markdown twin gets it escaped (:func:`._markdown.sanitize_markdown`).
         With ``title`` it opens a new section, else it is appended to the last one
         (or opens a "Notes" section).
         """
@@ -244,18 +276,19 @@ class Report:
         if title is None and not self.sections:
             title = "Notes"
         sec = self._section(title) if title is not None else self.sections[-1]
-        sec.blocks.append((markdown_to_html(text), text.strip()))
+        sec.blocks.append((markdown_to_html(text), sanitize_markdown(text.strip())))
         return self
 
     def add_table(self, markdown: str, title: str | None = None) -> Report:
         """A benchmark table (or any Markdown text with pipe tables), rendered to an HTML table.
 
-        The Markdown twin keeps the text exactly as given (stripped).
+        The Markdown twin keeps the text as given (stripped), except that markup beyond
+        the subset the HTML renders (links, images, raw HTML, ...) is escaped.
         """
         if not isinstance(markdown, str) or "|" not in markdown:
             raise NoisylabInputError("add_table expects a Markdown pipe table as a string (| a | b |, then |---|---|).")
         sec = self._section(title or "Table")
-        sec.blocks.append((markdown_to_html(markdown), markdown.strip()))
+        sec.blocks.append((markdown_to_html(markdown), sanitize_markdown(markdown.strip())))
         return self
 
     def add_summary(self, labels, *, n_classes=None, class_names=None, true_labels=None, is_issue=None,
@@ -584,11 +617,11 @@ class Report:
 
     def to_markdown(self, files_dir: str = "report_files") -> str:
         """The Markdown twin; figures are linked as ``files_dir/<slug>.png``."""
-        out = [f"# {_md_text(self.title)}", ""]
+        out = [f"# {_md_heading(self.title)}", ""]
         if self.subtitle:
-            out += [_md_text(self.subtitle), ""]
+            out += [_md_line(self.subtitle), ""]
         for sec in self.sections:
-            out += [f"## {_md_text(sec.title)}", ""]
+            out += [f"## {_md_heading(sec.title)}", ""]
             for b in sec.blocks:
                 if isinstance(b, _Figure):
                     out += [f"![{_md_alt(b.alt)}]({quote(files_dir)}/{b.slug}.png)", "", f"*{_md_text(b.caption)}*", ""]
@@ -618,14 +651,25 @@ class Report:
                     f"Generated by noisylab {__version__}. Self-contained: no external resources.")
 
     def write(self, html_path, md_path=None) -> dict:
-        """Write the HTML file (and the Markdown twin with its ``<name>_files/`` folder), atomically.
+        """Write the HTML file (and the Markdown twin with its ``<name>_files/`` folder), atomically as a set.
+
+        Every file is first written in full to a temporary file beside its destination;
+        only then are they renamed into place (figures, Markdown twin, HTML), and figures
+        of an earlier, longer report are removed last.  An error or an interrupt while
+        writing leaves the earlier files (HTML, twin and figures) untouched and no
+        temporary file behind.
 
         Returns
         -------
         dict
             ``{"html": Path, "markdown": Path or None, "figures": [Path, ...]}``.
+
+        Raises
+        ------
+        NoisylabInputError
+            A destination that cannot be written (checked before anything is written).
         """
-        from ..io import atomic_write, check_output_path
+        from ..io import check_output_path
 
         html_path = check_output_path(html_path)
         written = {"html": html_path, "markdown": None, "figures": []}
@@ -637,27 +681,73 @@ class Report:
             files = md_path.with_name(md_path.stem + "_files")
             if self.figures and files.exists() and not files.is_dir():
                 raise NoisylabInputError(f"{files} exists and is not a folder (it should hold the figures).")
-        with atomic_write(html_path, "w", encoding="utf-8") as fh:
-            fh.write(self.to_html())
+        staged: list[tuple[str, Path]] = []  # (temporary file, destination), in the order they are renamed
+        html_tmp, made_folder, figure_paths = None, False, []
+        try:
+            html_tmp = _stage(html_path, self.to_html().encode("utf-8"))
+            if md_path is not None:
+                if self.figures:
+                    made_folder = not files.exists()
+                    try:
+                        files.mkdir(exist_ok=True)
+                    except OSError as exc:
+                        raise NoisylabInputError(f"cannot create the figures folder {files}: "
+                                                 f"{exc.strerror or exc}") from None
+                    for f in self.figures:
+                        p = files / f"{f.slug}.png"
+                        staged.append((_stage(p, f.png), p))
+                        figure_paths.append(p)
+                staged.append((_stage(md_path, self.to_markdown(files.name).encode("utf-8")), md_path))
+            staged.append((html_tmp, html_path))
+            html_tmp = None
+            while staged:  # everything is on disk: rename into place, the HTML last
+                os.replace(*staged[0])
+                staged.pop(0)
+        except BaseException:
+            for tmp in [t for t, _ in staged] + ([html_tmp] if html_tmp is not None else []):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if made_folder:
+                with contextlib.suppress(OSError):
+                    files.rmdir()  # only if still empty
+            raise
         if md_path is not None:
             if self.figures:
-                try:
-                    files.mkdir(exist_ok=True)
-                except OSError as exc:
-                    raise NoisylabInputError(f"cannot create the figures folder {files}: {exc.strerror or exc}") from None
                 current = {f"{f.slug}.png" for f in self.figures}
                 for old in files.glob("fig[0-9][0-9]-*.png"):  # figures of an earlier, longer report
                     if old.name not in current:
                         old.unlink()
-                for f in self.figures:
-                    p = files / f"{f.slug}.png"
-                    with atomic_write(p, "wb") as fh:
-                        fh.write(f.png)
-                    written["figures"].append(p)
-            with atomic_write(md_path, "w", encoding="utf-8") as fh:
-                fh.write(self.to_markdown(files.name))
             written["markdown"] = md_path
+            written["figures"] = figure_paths
         return written
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """Write ``data`` to a new temporary file next to ``path`` (flushed to disk, with the mode ``path``
+    has or would get); return its name.  Nothing is left behind on failure."""
+    if path.exists():
+        file_mode = path.stat().st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        file_mode = 0o666 & ~umask
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise NoisylabInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise NoisylabInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return tmp
 
 
 # ----------------------------------------------------------------------------------------
@@ -715,14 +805,27 @@ def _mark_text_cells(html: str) -> str:
     return re.sub(r"<td>((?:(?!</td>).)*)</td></tr>", r'<td class="text">\1</td></tr>', html, flags=re.DOTALL)
 
 
-def _md_text(s) -> str:
-    """Text for Markdown: one line, with characters that would start markup neutralised."""
+def _md_text(s, *, table: bool = False) -> str:
+    """Text for Markdown: one line, with characters that would start markup neutralised
+    (``<``/``>`` as entities, the rest backslash-escaped by :func:`escape_markdown`)."""
     s = " ".join(str(s).split())
-    return s.replace("<", "&lt;").replace(">", "&gt;")
+    return "&gt;".join("&lt;".join(escape_markdown(p, table=table) for p in q.split("<")) for q in s.split(">"))
+
+
+def _md_line(s) -> str:
+    """:func:`_md_text` for a string that starts a line: a leading heading, quote or list marker is escaped too."""
+    return escape_line_start(_md_text(s))
+
+
+def _md_heading(s) -> str:
+    """:func:`_md_text` for a heading: closing ``#`` characters would be dropped, so they are escaped."""
+    s = _md_text(s)
+    m = re.search(r"#+$", s)
+    return s[: m.start()] + "\\#" * (m.end() - m.start()) if m else s
 
 
 def _md_cell(s) -> str:
-    return _md_text(s).replace("|", "\\|")
+    return _md_text(s, table=True)
 
 
 def _md_alt(s) -> str:
@@ -747,8 +850,9 @@ def load_runs(dirs) -> list[dict]:
         if not hp.is_file():
             raise NoisylabInputError(f"{d} has no history.json (expected the output folder of `noisylab train`).")
         try:
-            hist = json.loads(hp.read_text())
-            res = json.loads((d / "result.json").read_text()) if (d / "result.json").is_file() else {}
+            hist = json.loads(hp.read_text(encoding="utf-8"))
+            res = (json.loads((d / "result.json").read_text(encoding="utf-8")) if (d / "result.json").is_file()
+                   else {})
         except (OSError, ValueError) as exc:
             raise NoisylabInputError(f"could not read {d}: {exc}") from None
         if not isinstance(hist, list):

@@ -7,6 +7,7 @@ error handling as ``noisylab.cli.main`` (exit status 2 and one line on bad input
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 
 from .._validation import NoisylabInputError, check_option
 
-__all__ = ["add_report_parser", "cmd_report", "load_examples", "main"]
+__all__ = ["add_report_parser", "check_outputs_not_inputs", "cmd_report", "load_examples", "main"]
 
 _X_KEYS = ("X", "x", "features", "images", "data", "texts", "text", "inputs")
 _TRUE_KEYS = ("true_labels", "clean_labels", "y_true")
@@ -59,6 +60,65 @@ def add_report_parser(subparsers, formatter_class=argparse.RawDescriptionHelpFor
     rp.add_argument("--no-md", action="store_true", help="write the HTML file only")
     rp.set_defaults(report_func=cmd_report)
     return rp
+
+
+def check_outputs_not_inputs(outputs, inputs) -> None:
+    """Refuse, before any work, an output file that is one of the input files (it would be overwritten).
+
+    Paths are compared after resolving them (``./x``, ``x``, an absolute path and a
+    symbolic link to the same file are equal) and, where both exist, with
+    :func:`os.path.samefile` (hard links, case-insensitive file systems).
+
+    Parameters
+    ----------
+    outputs : iterable of (str, path-like or None)
+        ``(flag, path)`` of every file the command will write, e.g. ``("--md", "r.md")``;
+        ``None`` paths are skipped.
+    inputs : iterable of (str, path-like or None)
+        ``(flag, path)`` of every file the command reads; ``None`` and paths that are not
+        existing files (a comma list of class names, a data set name) are skipped.
+
+    Raises
+    ------
+    NoisylabInputError
+        Naming both flags and the path.
+
+    Examples
+    --------
+    >>> check_outputs_not_inputs([("--out", "issues.csv")], [("--labels", "no-such-file.csv")])
+    """
+    files = []
+    for flag, p in inputs:
+        if p is None:
+            continue
+        path = Path(p)
+        if path.is_file():
+            files.append((flag, path, path.resolve()))
+    for oflag, o in outputs:
+        if o is None:
+            continue
+        out = Path(o)
+        res = out.resolve()
+        for iflag, path, ires in files:
+            same = res == ires
+            if not same and out.exists():
+                try:
+                    same = os.path.samefile(out, path)
+                except OSError:
+                    same = False
+            if same:
+                raise NoisylabInputError(f"{oflag} {out} is the input file {iflag} {path}; writing it would "
+                                         f"overwrite that input. Give {oflag} another file name.")
+
+
+def _code(name) -> str:
+    """A file name for the Markdown subset: a code span, or escaped text when it holds a backtick."""
+    name = " ".join(str(name).split())
+    if "`" in name or not name:
+        from ._markdown import escape_markdown
+
+        return escape_markdown(name)
+    return f"`{name}`"
 
 
 def _parse_classes(spec):
@@ -174,6 +234,11 @@ def cmd_report(args) -> int:
             check_output_path(p)
     if md is not None and md.resolve() == out.resolve():
         raise NoisylabInputError(f"--md must name another file than --out; got {md} twice.")
+    inputs = [("--labels", args.labels), ("--pred-probs", args.pred_probs), ("--true-labels", args.true_labels),
+              ("--classes", args.classes), ("--data", args.data)]
+    inputs += [("--table", t) for t in args.table]
+    inputs += [("--runs", Path(d) / name) for d in args.runs for name in ("history.json", "result.json")]
+    check_outputs_not_inputs([("--out", out), ("--md", md)], inputs)
     lab = read_labels(args.labels)
     P = np.asarray(read_pred_probs(args.pred_probs, mmap=False))
     if P.ndim != 2:
@@ -182,6 +247,10 @@ def cmd_report(args) -> int:
         raise NoisylabInputError(f"{args.labels} has {lab.values.shape[0]} labels but {args.pred_probs} has "
                                  f"{P.shape[0]} rows.")
     classes = _parse_classes(args.classes)
+    if classes is not None:
+        from .builder import check_unique_names
+
+        check_unique_names(classes.tolist(), "--classes")
     n, K = P.shape
     if classes is not None and classes.dtype.kind in "US" and lab.values.dtype.kind in "iu":
         # integer labels with class names: the names label the columns 0..K-1 (display only)
@@ -219,11 +288,11 @@ def cmd_report(args) -> int:
         rep = report_from_find_issues(codes, P, cl.issue_mask_, cl.label_quality_, X=X, true_labels=true,
                                       class_names=None if display is None else [str(c) for c in display],
                                       title=args.title, k=args.top, subtitle=subtitle)
-        inputs = [f"- labels: `{Path(args.labels).name}`", f"- pred_probs: `{Path(args.pred_probs).name}`"]
+        inputs = [f"- labels: {_code(Path(args.labels).name)}", f"- pred_probs: {_code(Path(args.pred_probs).name)}"]
         if args.true_labels:
-            inputs.append(f"- true labels: `{Path(args.true_labels).name}`")
+            inputs.append(f"- true labels: {_code(Path(args.true_labels).name)}")
         if args.data:
-            inputs.append(f"- examples: `{Path(args.data).name}`")
+            inputs.append(f"- examples: {_code(Path(args.data).name)}")
         rep.add_text("\n".join(inputs), title="Inputs")
         if runs:
             rep.add_training_curves(runs)

@@ -7,9 +7,11 @@ SHA-256 hash), so the browser itself guarantees the report loads nothing from ou
 
 The Markdown subset understood by :func:`markdown_to_html` is what reports need:
 pipe tables (``| a | b |`` with a ``|---|---:|`` separator row and optional
-alignment colons), ``#`` headings, ``-``/``*`` bullet lists, paragraphs, and the
-inline forms ```code``` and ``**bold**``.  Everything else is shown as text; every
-user string is escaped with :func:`html.escape`, so no markup ever passes through.
+alignment colons), ``#`` headings, ``-``/``*`` bullet lists, paragraphs, the
+inline forms ```code``` and ``**bold**`` (a code span binds tighter than bold, as in
+CommonMark, so ```**kwargs**``` is code and tags always nest), and backslash escapes
+of ASCII punctuation (``\\*`` is a literal ``*``).  Everything else is shown as text;
+every user string is escaped with :func:`html.escape`, so no markup ever passes through.
 """
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ import hashlib
 import re
 from html import escape
 
+from ._markdown import inline_tokens
+
 __all__ = ["LOAD_SCRIPT", "markdown_to_html", "page", "split_table_row", "table_html"]
 
 _SEP_CELL = re.compile(r"^\s*:?-{3,}:?\s*$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _BULLET = re.compile(r"^\s*[-*]\s+(.*)$")
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 #: Runs once the page (and so every image) has loaded: records on ``<body>`` how many
 #: ``<img>`` elements there are and how many decoded, for automated checks in a browser.
@@ -70,10 +72,16 @@ footer{color:var(--muted);font-size:12px;padding:0 32px 24px}
 
 
 def _inline(text: str) -> str:
-    """Escape ``text``, then turn ```code``` and ``**bold**`` into tags."""
-    out = escape(text, quote=True)
-    out = _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", out)
-    return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
+    """Escape ``text`` and turn ```code``` and ``**bold**`` into tags (see :func:`._markdown.inline_tokens`)."""
+    parts = []
+    for kind, v in inline_tokens(text):
+        if kind in ("text", "esc"):
+            parts.append(escape(v, quote=True))
+        elif kind == "code":
+            parts.append(f"<code>{escape(v, quote=True)}</code>")
+        else:
+            parts.append(f"<{kind}>")
+    return "".join(parts)
 
 
 def split_table_row(line: str) -> list[str]:
