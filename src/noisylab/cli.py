@@ -226,9 +226,11 @@ def _parser() -> argparse.ArgumentParser:
             a boolean .npy with one entry per training example (True = train on it).
         """))
     tr.add_argument("--dataset", required=True, help="data set name or path")
-    tr.add_argument("--labels", help="training labels file (instead of the data set's)")
+    tr.add_argument("--labels", help="training labels file (instead of the data set's), in the training rows' order; "
+                                     "a {path: label} JSON is matched to an image folder's files by path")
     tr.add_argument("--noise", help="synthesize noise on the training labels: KIND:RATE")
-    tr.add_argument("--train-mask", help="boolean .npy: train only on these examples")
+    tr.add_argument("--train-mask", help="boolean .npy: train only on these examples (one entry per training row, in "
+                                         "the data set's row order: image folders sorted by class then path)")
     tr.add_argument("--method", default="standard",
                     help="standard (cross-entropy), clean (cross-entropy on the true labels: the ceiling), clean_subset "
                          "(cross-entropy on the correctly labelled rows only: the ceiling of sample selection; "
@@ -634,14 +636,38 @@ def _dask_input(args):
 
 
 def _training_labels(args, y, class_names):
-    """(labels, true labels or None) from --labels / --noise, as in cv-probs."""
+    """(labels, true labels or None) from --labels / --noise, as in cv-probs.
+
+    --labels rows are the training rows in order; a file with ids is matched by id (see
+    :func:`noisylab.io.align_labels`): a {path: label} JSON only against an image folder's files.
+    """
     true = None
     if args.labels:
-        from .io import encode_labels, read_labels
+        from .io import align_labels, encode_labels, read_labels
 
         lab = read_labels(args.labels)
-        y_new, _ = encode_labels(lab.values, np.arange(len(class_names)) if np.issubdtype(lab.values.dtype, np.integer)
-                                 else np.asarray(class_names))
+        files = exclude = None
+        if lab.ids is not None and not all(str(i).strip().lstrip("-").isdigit() for i in lab.ids.tolist()):
+            from .torch.data import _cifar_kind, image_folder_files
+
+            root = Path(getattr(args, "dataset", None) or "")
+            if str(root) not in ("", ".") and root.is_dir() and not _cifar_kind(root):
+                # the training rows are the image folder's train/ split, in the loader's order
+                files, exclude = image_folder_files(root), ("test" if (root / "train").is_dir() else None)
+        # ids (JSON keys, a CSV id column) are matched to the rows, never paired by sorted order
+        values = align_labels(lab, y.shape[0], files=files, exclude_parent=exclude, source=f"--labels {args.labels}")
+        if values.ndim == 1 and values.dtype.kind == "f":
+            whole = np.isfinite(values) & (values == np.round(values))
+            if not whole.all():
+                i = int(np.flatnonzero(~whole)[0])
+                raise NoisylabInputError(f"--labels {args.labels}: label {values[i].item()!r} at row {i} is not a "
+                                         "whole number; give class indices 0..K-1 or class names.")
+            values = values.astype(np.int64)
+        try:
+            y_new, _ = encode_labels(values, np.arange(len(class_names)) if values.dtype.kind in "iu"
+                                     else np.asarray(class_names))
+        except NoisylabInputError as exc:
+            raise NoisylabInputError(f"--labels {args.labels}: {exc}") from None
         if y_new.shape[0] != y.shape[0]:
             raise NoisylabInputError(f"{args.labels} has {y_new.shape[0]} labels; the training set has {y.shape[0]}.")
         true, y = y, y_new
@@ -680,15 +706,20 @@ def _train_forget_rate(args, method):
 
 
 def _read_mask(path) -> np.ndarray:
-    """A boolean mask from a .npy file, with the file named in every error."""
-    from .io import _check_file
+    """A boolean mask from a .npy file, with the file named in every error.
+
+    Entry i is training row i in the data set's row order (CIFAR pickles: batch order; an image folder:
+    torchvision ImageFolder order, i.e. sorted class, then sorted path) -- it is applied as it is, never
+    reordered, so a mask must come from the same --dataset (e.g. find-issues on cv-probs of it).
+    """
+    from .io import _READ_ERRORS, _check_file
 
     p = _check_file(path)
     if p.suffix.lower() != ".npy":
         raise NoisylabInputError(f"--train-mask must be a boolean .npy file; got {p.name!r}.")
     try:
         return np.load(p, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise NoisylabInputError(f"Could not read {p} as a .npy mask: {exc}") from None
 
 

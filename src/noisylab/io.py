@@ -6,9 +6,20 @@ labels
     ``.npy`` (1-D array), ``.npz`` (array ``labels``, ``noisy_labels`` or
     ``given_labels``, or the only array), ``.csv``/``.txt``/``.tsv`` (one
     label per line, optionally a header; with two columns ``id,label``), ``.json``
-    (a list of labels, or the CL paper's ``{file path: label}`` mapping,
-    ordered by sorted path = PyTorch ImageFolder order).  Labels may be
-    integers or class names.
+    (a list of labels, an object ``{row index: label}`` with keys ``"0"`` ..
+    ``"n-1"``, or the CL paper's ``{file path: label}`` mapping).  Labels may be
+    integers (whole-number floats such as ``3.0`` count as integers) or class
+    names.  A CSV header is recognised by the label column's name, one of
+    :data:`LABEL_COLUMN_NAMES` (the data-set CSV reader of
+    :mod:`noisylab.torch.data` uses the same names).
+
+    Order: the rows of the file, except for a JSON object, whose entries are
+    returned sorted by key: integer keys numerically, path keys by their path
+    components (``a/b.png`` < ``a-x/b.png``, as torchvision's ImageFolder
+    orders a flat ``<class>/<file>`` folder).  The keys are kept in
+    ``LabelData.ids``; to pair them with a data set's rows use
+    :func:`align_labels`, which matches each key to a row instead of relying on
+    the order.
 pred_probs
     ``.npy`` (memory-mapped, so files larger than memory work), ``.npz``
     (array ``pred_probs`` or the only array), ``.csv``/``.tsv`` (numeric
@@ -22,17 +33,37 @@ import csv
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ._validation import NoisylabInputError
 
-__all__ = ["LabelData", "read_labels", "read_pred_probs", "read_pred_probs_dask", "encode_labels", "atomic_write",
-           "check_output_path", "check_output_folder", "read_matrix", "parse_class_names"]
+__all__ = [
+    "LABEL_COLUMN_NAMES",
+    "LabelData",
+    "align_labels",
+    "atomic_write",
+    "check_output_folder",
+    "check_output_path",
+    "encode_labels",
+    "parse_class_names",
+    "read_labels",
+    "read_matrix",
+    "read_pred_probs",
+    "read_pred_probs_dask",
+]
 
-_HEADER_NAMES = ("label", "labels", "given_label", "noisy_label", "true_label", "y", "class", "target")
+#: Header names (case-insensitive) recognised as the label column, by ``read_labels`` and by the
+#: data-set CSV reader of :mod:`noisylab.torch.data` alike.
+LABEL_COLUMN_NAMES = ("label", "labels", "given_label", "noisy_label", "true_label", "y", "class", "target")
+_HEADER_NAMES = LABEL_COLUMN_NAMES
+# What a damaged file raises from np.load / json / csv: a truncated or non-zip .npz raises
+# zipfile.BadZipFile (not an OSError), a corrupt compressed member zlib.error.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 _LABEL_KEYS = ("labels", "noisy_labels", "given_labels", "y")
 _PROBA_KEYS = ("pred_probs", "probs", "probabilities")
 
@@ -88,7 +119,9 @@ def _maybe_number(s: str):
 def _csv_rows(p: Path):
     delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
     try:
-        with open(p, newline="") as fh:
+        # utf-8-sig drops the byte-order mark Excel writes ("CSV UTF-8"), which would otherwise stick to the
+        # first cell and turn a numeric first row into a "header".
+        with open(p, newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(c.strip() for c in r)]
     except UnicodeDecodeError:
         raise NoisylabInputError(f"{p} is not a text CSV file.") from None
@@ -97,8 +130,59 @@ def _csv_rows(p: Path):
     return rows
 
 
+def _is_int_text(k) -> bool:
+    k = str(k).strip()
+    return k.lstrip("-").isdigit() and k.count("-") <= 1 and not k.startswith("+")
+
+
+def _path_key(k: str):
+    """Sort key of a path-like id: its components, so ``a/b`` sorts before ``a-x/b`` (ImageFolder order)."""
+    return PurePosixPath(str(k).replace("\\", "/")).parts
+
+
+def _json_labels(p: Path, obj) -> LabelData:
+    if isinstance(obj, dict):
+        keys = list(obj)
+        nulls = [k for k in keys if obj[k] is None]
+        if nulls:
+            raise NoisylabInputError(f"{p}: {len(nulls)} label(s) are null, e.g. for key {nulls[0]!r}; every "
+                                     "entry needs a label (a class index or name).")
+        if keys and all(_is_int_text(k) for k in keys):
+            keys = sorted(keys, key=lambda k: int(k))  # row indices: numeric order, not "10" < "2"
+        else:
+            keys = sorted(keys, key=_path_key)
+        return LabelData(np.asarray([obj[k] for k in keys]), np.asarray(keys))
+    if isinstance(obj, list):
+        nulls = [i for i, v in enumerate(obj) if v is None]
+        if nulls:
+            raise NoisylabInputError(f"{p}: {len(nulls)} label(s) are null, the first at position {nulls[0]}; every "
+                                     "entry needs a label (a class index or name).")
+        return LabelData(np.asarray(obj))
+    raise NoisylabInputError(f"{p}: expected a JSON list of labels or an object {{id: label}}.")
+
+
 def read_labels(path) -> LabelData:
-    """Read labels from ``.npy``, ``.npz``, ``.csv``/``.txt`` or ``.json`` (see module docs)."""
+    """Read labels from ``.npy``, ``.npz``, ``.csv``/``.txt``/``.tsv`` or ``.json``.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    LabelData
+        ``values`` in the file's row order, except for a JSON object
+        ``{id: label}``: its entries sorted by key (integer keys numerically,
+        path keys by path component), with the keys in ``ids``.  A CSV with
+        two columns ``id,label`` keeps its rows' order and its ids.  Pair
+        ``ids`` with a data set's rows with :func:`align_labels`.
+
+    Raises
+    ------
+    NoisylabInputError
+        A missing, damaged or unsupported file, a null or empty label, or
+        rows of different widths.  See the module docs for the formats.
+    """
     p = _check_file(path)
     ext = p.suffix.lower()
     try:
@@ -108,14 +192,9 @@ def read_labels(path) -> LabelData:
             with np.load(p, allow_pickle=False) as z:
                 return LabelData(np.asarray(_pick(z, _LABEL_KEYS, p, "labels")))
         if ext == ".json":
-            with open(p) as fh:
+            with open(p, encoding="utf-8-sig") as fh:
                 obj = json.load(fh)
-            if isinstance(obj, dict):
-                keys = sorted(obj)
-                return LabelData(np.asarray([obj[k] for k in keys]), np.asarray(keys))
-            if isinstance(obj, list):
-                return LabelData(np.asarray(obj))
-            raise NoisylabInputError(f"{p}: expected a JSON list of labels or an object {{id: label}}.")
+            return _json_labels(p, obj)
         if ext in (".csv", ".txt", ".tsv"):
             rows = _csv_rows(p)
             width = len(rows[0])
@@ -136,15 +215,123 @@ def read_labels(path) -> LabelData:
                         "add a header row 'label' above it.")
             body = rows[1:] if header else rows
             vals = [r[col].strip() for r in body]
+            empty = [i for i, v in enumerate(vals) if not v]
+            if empty:
+                raise NoisylabInputError(f"{p}: data row {empty[0]} has an empty label ({len(empty)} row(s) in all); "
+                                         "every row needs a label.")
             ints = [_maybe_number(v) for v in vals]
             values = np.asarray(ints, dtype=np.int64) if all(i is not None for i in ints) else np.asarray(vals)
             ids = np.asarray([r[0].strip() for r in body]) if width == 2 else None
             return LabelData(values, ids)
     except NoisylabInputError:
         raise
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
+    except (*_READ_ERRORS, json.JSONDecodeError) as exc:
         raise NoisylabInputError(f"Could not read labels from {p}: {exc}") from None
     raise NoisylabInputError(f"Unsupported labels file type {ext!r} ({p}); use .npy, .npz, .csv or .json.")
+
+
+def _show(items, k=5) -> str:
+    items = list(items)
+    return ", ".join(repr(str(i)) for i in items[:k]) + (f" (and {len(items) - k} more)" if len(items) > k else "")
+
+
+def align_labels(labels: LabelData, n: int, *, files=None, exclude_parent=None, source="labels") -> np.ndarray:
+    """The label values of ``labels`` in a data set's row order, matched by id where the file has ids.
+
+    Parameters
+    ----------
+    labels : LabelData
+        As returned by :func:`read_labels`.
+    n : int
+        Number of rows of the data set.
+    files : sequence of str, optional
+        The data set's file of each row, as paths relative to its split folder
+        (``<class>/<file>``; see :func:`noisylab.torch.data.image_folder_files`).
+        None for a data set without files (CIFAR pickles, arrays).
+    exclude_parent : str, optional
+        A folder name (e.g. ``"test"``) whose files are not the data set's: a
+        key ``.../test/<class>/<file>`` is then not matched to ``<class>/<file>``.
+    source : str
+        Name of the labels file, for the messages.
+
+    Returns
+    -------
+    ndarray (n,)
+        Without ids: the values as they are (their order is the data set's).
+        Integer ids (``"0"`` .. ``"n-1"``): row indices, each row exactly once.
+        Path ids: each key is matched to the one file that it ends with, by
+        path components (``/data/cifar10/train/cat/1_cat.png`` matches
+        ``cat/1_cat.png``); every key must match one file and every file one key.
+
+    Raises
+    ------
+    NoisylabInputError
+        Path ids with ``files=None`` (the keys cannot be matched to rows),
+        keys without a file or files without a key (a few of each are named),
+        two keys for one file, or row indices that are not ``0..n-1``.
+    """
+    values, ids = np.asarray(labels.values), labels.ids
+    if ids is None:
+        return values
+    ids = [str(i).strip() for i in np.asarray(ids).tolist()]
+    if ids and all(_is_int_text(i) for i in ids):
+        idx = np.asarray([int(i) for i in ids], dtype=np.int64)
+        if idx.shape[0] != n or np.any(np.sort(idx) != np.arange(n)):
+            bad = idx[(idx < 0) | (idx >= n)]
+            raise NoisylabInputError(
+                f"{source}: its ids are integers, read as row indices, but they are not each of 0..{n - 1} once "
+                f"(the data set has {n} rows; {idx.shape[0]} ids"
+                + (f", out of range: {_show(bad.tolist())}" if bad.size else ", some repeated") + ").")
+        out = np.empty_like(values)
+        out[idx] = values
+        return out
+    if files is None:
+        raise NoisylabInputError(
+            f"{source} gives labels keyed by file path (e.g. {ids[0]!r}), but this data set has no file paths "
+            "(CIFAR pickles, .npz, .csv), so the keys cannot be matched to its rows and their sorted order is not "
+            "its row order. Give the labels in the data set's row order (.npy, a one-column .csv or a JSON list), "
+            "or a JSON object whose keys are the row indices \"0\"..\"n-1\"; or use as the data set the image "
+            "folder the paths refer to (root/train/<class>/<file>).")
+    files = [str(f).replace("\\", "/") for f in files]
+    if len(set(files)) != len(files):  # pragma: no cover - an image folder lists each file once
+        raise NoisylabInputError("the data set lists a file twice.")
+    lookup = {f: i for i, f in enumerate(files)}
+    depths = sorted({len(_path_key(f)) for f in files}, reverse=True)
+    parts = [_path_key(k) for k in ids]
+
+    def match(kp):
+        for d in depths:  # the longest relative path that the key ends with
+            if len(kp) >= d:
+                row = lookup.get("/".join(kp[-d:]))
+                if row is not None:
+                    if exclude_parent is not None and len(kp) > d and kp[-d - 1] == exclude_parent:
+                        return -1
+                    return row
+        return -1
+
+    rows = np.fromiter((match(kp) for kp in parts), dtype=np.int64, count=len(parts))
+    unmatched = [ids[i] for i in np.flatnonzero(rows < 0)]
+    matched = rows[rows >= 0]
+    counts = np.bincount(matched, minlength=len(files))
+    missing = [files[i] for i in np.flatnonzero(counts == 0)]
+    if unmatched or missing or np.any(counts > 1):
+        msg = [(f"{source}: its {len(ids)} path keys do not match the data set's {len(files)} files one to one "
+                "(a key matches the file whose path relative to the split folder, <class>/<file>, it ends with).")]
+        if unmatched:
+            msg.append(f"{len(unmatched)} key(s) match no file: {_show(unmatched)}.")
+        if missing:
+            msg.append(f"{len(missing)} file(s) have no key: {_show(missing)}.")
+        dup = np.flatnonzero(counts > 1)
+        if dup.size:
+            msg.append(f"{dup.size} file(s) match several keys: {_show(files[i] for i in dup)}.")
+        raise NoisylabInputError(" ".join(msg))
+    if len(files) != n:
+        raise NoisylabInputError(
+            f"{source}: its keys match the {len(files)} files of the data set, but the training split has {n} rows "
+            "(a folder without train/ is split at random); use the root/train/<class>/ layout with path keys.")
+    out = np.empty_like(values)
+    out[rows] = values
+    return out
 
 
 def read_pred_probs(path, *, mmap: bool = True) -> np.ndarray:
@@ -161,7 +348,7 @@ def read_pred_probs(path, *, mmap: bool = True) -> np.ndarray:
             return read_matrix(p)
     except NoisylabInputError:
         raise
-    except (OSError, ValueError) as exc:
+    except _READ_ERRORS as exc:
         raise NoisylabInputError(f"Could not read pred_probs from {p}: {exc}") from None
     raise NoisylabInputError(f"Unsupported pred_probs file type {ext!r} ({p}); use .npy, .npz or .csv.")
 

@@ -22,6 +22,7 @@ import numbers
 import os
 import pickle
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +34,20 @@ from .._validation import (
     check_option,
     check_random_state,
 )
-from ..io import _check_file, _csv_rows, encode_labels
+from ..io import (
+    _READ_ERRORS,
+    LABEL_COLUMN_NAMES,
+    _check_file,
+    _csv_rows,
+    _maybe_number,
+    encode_labels,
+)
 
 __all__ = [
     "DATASETS",
     "Dataset",
     "get_dataset",
+    "image_folder_files",
     "load_arrays",
     "load_cifar",
     "load_digits",
@@ -51,7 +60,7 @@ __all__ = [
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _X_KEYS = ("X", "x", "features")
 _Y_KEYS = ("y", "labels")
-_CSV_LABEL_NAMES = ("label", "y", "target")
+_CSV_LABEL_NAMES = LABEL_COLUMN_NAMES  # one rule with noisylab.io.read_labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +364,7 @@ def _decode_names(names) -> list:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _cifar_arrays(path: Path, label_key: str):
+def _cifar_arrays(path: Path, label_key: str, n_classes: int):
     d = _unpickle(path)
     data = np.asarray(_get(d, "data", path))
     labels = np.asarray(_get(d, label_key, path))
@@ -367,7 +376,22 @@ def _cifar_arrays(path: Path, label_key: str):
         raise NoisylabInputError(
             f"{path}: {data.shape[0]} images but {label_key!r} has shape {labels.shape}."
         )
+    # Checked per file, so a bad label is reported with its batch file and its row in that file.
+    labels = check_labels(labels, name=f"{label_key!r} in {path}", n_classes=n_classes,
+                          n_classes_from=f"{n_classes} class names in the meta file")
     return data, labels
+
+
+def _cifar_names(meta_path: Path, key: str, expected: int) -> list:
+    names = _decode_names(_get(_unpickle(meta_path), key, meta_path))
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise NoisylabInputError(f"{meta_path}: {key!r} names a class more than once ({dup}); class names must "
+                                 "be unique.")
+    if len(names) != expected:
+        warnings.warn(f"{meta_path}: {key!r} has {len(names)} class names; the official release has {expected}. "
+                      f"The data set gets {len(names)} classes.", UserWarning, stacklevel=3)
+    return names
 
 
 _CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
@@ -413,7 +437,23 @@ def load_cifar(path) -> Dataset:
     Raises
     ------
     NoisylabInputError
-        A missing file, a folder of neither layout, or arrays of the wrong shape.
+        A missing file, a folder of neither layout, arrays of the wrong shape,
+        a label outside the classes of the meta file (the message names the
+        batch file and the row in it), or duplicate class names.
+
+    Warns
+    -----
+    UserWarning
+        The meta file lists a number of classes other than 10 (CIFAR-10) or
+        100 (CIFAR-100).
+
+    Notes
+    -----
+    The rows are in the order of the batch files (``data_batch_1`` ...
+    ``data_batch_5``), which is not the order of an image-folder export of
+    CIFAR (sorted by class, then file name): labels or masks made for such an
+    export (the CL paper's ``{path: label}`` JSON and train masks) do not fit
+    these rows; load the exported image folder instead.
 
     Warnings
     --------
@@ -427,16 +467,15 @@ def load_cifar(path) -> Dataset:
     if kind is not None:
         _missing_cifar_files(root, kind)
     if kind == "cifar10":
-        parts = [_cifar_arrays(_check_file(root / f"data_batch_{i}"), "labels") for i in range(1, 6)]
-        Xte, yte = _cifar_arrays(_check_file(root / "test_batch"), "labels")
-        meta_path = _check_file(root / "batches.meta")
-        names = _decode_names(_get(_unpickle(meta_path), "label_names", meta_path))
+        names = _cifar_names(_check_file(root / "batches.meta"), "label_names", 10)
+        parts = [_cifar_arrays(_check_file(root / f"data_batch_{i}"), "labels", len(names)) for i in range(1, 6)]
+        Xte, yte = _cifar_arrays(_check_file(root / "test_batch"), "labels", len(names))
         Xtr = np.concatenate([p[0] for p in parts])
         ytr = np.concatenate([p[1] for p in parts])
     elif kind == "cifar100":
-        Xtr, ytr = _cifar_arrays(root / "train", "fine_labels")
-        Xte, yte = _cifar_arrays(_check_file(root / "test"), "fine_labels")
-        names = _decode_names(_get(_unpickle(root / "meta"), "fine_label_names", root / "meta"))
+        names = _cifar_names(_check_file(root / "meta"), "fine_label_names", 100)
+        Xtr, ytr = _cifar_arrays(_check_file(root / "train"), "fine_labels", len(names))
+        Xte, yte = _cifar_arrays(_check_file(root / "test"), "fine_labels", len(names))
     else:
         raise NoisylabInputError(
             f"{root} is not a CIFAR python folder: expected data_batch_1..5, test_batch and batches.meta "
@@ -453,18 +492,113 @@ def load_cifar(path) -> Dataset:
 # --------------------------------------------------------------------------------------------
 # User data: image folders
 # --------------------------------------------------------------------------------------------
+def _hidden(name: str) -> bool:
+    """Hidden files and folders (``.ipynb_checkpoints``, macOS ``._x.png``) and macOS ``__MACOSX`` are skipped."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def _list_images(class_dir: Path):
-    return sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS)
+    """Image files under ``class_dir``, recursively, in torchvision's ``make_dataset`` order.
+
+    That order is ``sorted(os.walk(class_dir, followlinks=True))`` (folders by their path as a string,
+    so the class folder's own files come first) and the file names sorted within each folder.
+    """
+    found, seen = [], set()
+    for dirpath, dirnames, fnames in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a folder symlink loop: walk each folder once
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        found.append((dirpath, sorted(f for f in fnames
+                                      if not _hidden(f) and os.path.splitext(f)[1].lower() in _IMAGE_EXTENSIONS)))
+    found.sort(key=lambda t: t[0])
+    return [Path(d) / f for d, names in found for f in names if os.path.isfile(os.path.join(d, f))]
 
 
 def _scan_split(split_dir: Path):
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not _hidden(p.name))
     return classes, {c: _list_images(split_dir / c) for c in classes}
+
+
+def _image_folder_layout(root: Path):
+    """(train folder, whether root has train/, classes, files per class of each split) of an image folder."""
+    if not root.is_dir():
+        raise NoisylabInputError(f"Image folder not found: {root}")
+    split_layout = (root / "train").is_dir()
+    train_dir = root / "train" if split_layout else root
+    classes, train_files = _scan_split(train_dir)
+    if not classes:
+        raise NoisylabInputError(
+            f"{train_dir} has no class folders; expected {train_dir}/<class>/<image>.png|jpg "
+            "(or root/train/<class>/... and root/test/<class>/...)."
+        )
+    for c in classes:
+        if not train_files[c]:
+            hint = ""
+            if _cifar_kind(train_dir / c):
+                hint = (f" It is a CIFAR python folder: give that folder itself as the data set ({train_dir / c}), "
+                        f"not the folder that contains it.")
+            raise NoisylabInputError(
+                f"Class folder {train_dir / c} holds no images ({', '.join(_IMAGE_EXTENSIONS)}).{hint}"
+            )
+    splits = [("train", train_files)]
+    if split_layout and (root / "test").is_dir():
+        test_classes, test_files = _scan_split(root / "test")
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise NoisylabInputError(
+                f"{root / 'test'} has class folders {unknown} that are not in {train_dir} ({classes})."
+            )
+        splits.append(("test", test_files))
+    return train_dir, split_layout, classes, splits
+
+
+def image_folder_files(root, split="train") -> list:
+    """The file of each row of :func:`load_image_folder`, relative to its split folder.
+
+    Parameters
+    ----------
+    root : str or Path
+        The image folder, as given to :func:`load_image_folder`.
+    split : {"train", "test"}, default="train"
+        ``"test"`` needs a ``root/test`` folder.
+
+    Returns
+    -------
+    list of str
+        ``"<class>/<file>"`` (``"<class>/<sub>/<file>"`` in sub-folders) with
+        ``/`` separators, in the loader's row order.  Only the folder listing
+        is read, not the images.  :func:`noisylab.io.align_labels` matches a
+        ``{path: label}`` file against this list.
+    """
+    split = check_option("split", split, ["train", "test"])
+    train_dir, _, _, splits = _image_folder_layout(Path(root))
+    found = dict(splits)
+    if split not in found:
+        raise NoisylabInputError(f"{root} has no test folder (root/test/<class>/...).")
+    base = train_dir if split == "train" else Path(root) / "test"
+    return [f.relative_to(base).as_posix() for c in sorted(found[split]) for f in found[split][c]]
 
 
 def _is_16bit(pil_mode: str) -> bool:
     """16-bit greyscale as PIL opens a 16-bit PNG: ``I;16*`` (Pillow >= 10.3) or ``I`` (before)."""
     return pil_mode == "I" or pil_mode.startswith("I;16")
+
+
+def _read_pixels(Image, f, target):
+    """One image as float32 (C, H, W) in [0, 1]."""
+    with Image.open(f) as im:
+        if _is_16bit(im.mode):  # PIL's convert() would clip these to 255
+            a = np.asarray(im)
+            if a.size and (a.min() < 0 or a.max() > 65535):
+                raise NoisylabInputError(f"Image {f} has pixel values {a.min()}..{a.max()}; a 16-bit "
+                                         "greyscale image holds 0..65535.")
+            a = a.astype(np.float32) / np.float32(65535.0)
+            return a[None] if target == "L" else np.repeat(a[None], 3, axis=0)
+        a = np.asarray(im.convert(target), dtype=np.uint8)
+        return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32) / np.float32(255.0)
 
 
 def load_image_folder(root, mode=None) -> Dataset:
@@ -475,8 +609,15 @@ def load_image_folder(root, mode=None) -> Dataset:
     root : str or Path
         ``root/train/<class>/*.png|jpg`` with an optional
         ``root/test/<class>/...``, or ``root/<class>/...`` without a split.
-        Classes are the folder names sorted (ImageFolder order); files are
-        read in sorted order; files with other extensions are ignored.
+        Images in sub-folders of a class folder belong to that class (as in
+        torchvision's ``ImageFolder``).  Row order is torchvision's
+        ``ImageFolder`` order: classes are the folder names sorted; within a
+        class, folders in sorted order of their path (the class folder's own
+        files first) and files sorted by name.  Files with other extensions
+        are ignored, and so are hidden files and folders (names starting
+        with ``.``, e.g. ``.ipynb_checkpoints`` or macOS ``._x.png``) and
+        ``__MACOSX`` folders (which torchvision would include).
+        :func:`image_folder_files` lists the file of each row.
     mode : {None, "RGB", "L"}, default=None
         Colour mode every image is converted to; None: ``"L"`` (one channel)
         when every image is greyscale (8- or 16-bit), else ``"RGB"`` (a 16-bit
@@ -492,38 +633,16 @@ def load_image_folder(root, mode=None) -> Dataset:
     Raises
     ------
     NoisylabInputError
-        No class folders, a class folder without images, an unreadable image,
-        or images of different sizes (the message names the file and both sizes).
+        No class folders, a class folder without images, an unreadable,
+        truncated or corrupt image (the message names the file), or images of
+        different sizes (the message names the file and both sizes).
     """
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
-    if not root.is_dir():
-        raise NoisylabInputError(f"Image folder not found: {root}")
     if mode is not None:
         mode = check_option("mode", mode, ["RGB", "L"])
-    split_layout = (root / "train").is_dir()
-    train_dir = root / "train" if split_layout else root
-    classes, train_files = _scan_split(train_dir)
-    if not classes:
-        raise NoisylabInputError(
-            f"{train_dir} has no class folders; expected {train_dir}/<class>/<image>.png|jpg "
-            "(or root/train/<class>/... and root/test/<class>/...)."
-        )
-    for c in classes:
-        if not train_files[c]:
-            raise NoisylabInputError(
-                f"Class folder {train_dir / c} holds no images ({', '.join(_IMAGE_EXTENSIONS)})."
-            )
-    splits = [("train", train_files)]
-    if split_layout and (root / "test").is_dir():
-        test_classes, test_files = _scan_split(root / "test")
-        unknown = sorted(set(test_classes) - set(classes))
-        if unknown:
-            raise NoisylabInputError(
-                f"{root / 'test'} has class folders {unknown} that are not in {train_dir} ({classes})."
-            )
-        splits.append(("test", test_files))
+    _, split_layout, classes, splits = _image_folder_layout(root)
 
     # First pass: headers only (PIL opens lazily) - sizes and modes.
     ref = None
@@ -558,17 +677,12 @@ def load_image_folder(root, mode=None) -> Dataset:
             return None, None
         X = None
         for i, (f, _) in enumerate(ent):
-            with Image.open(f) as im:
-                if _is_16bit(im.mode):  # PIL's convert() would clip these to 255
-                    a = np.asarray(im)
-                    if a.size and (a.min() < 0 or a.max() > 65535):
-                        raise NoisylabInputError(f"Image {f} has pixel values {a.min()}..{a.max()}; a 16-bit "
-                                                 "greyscale image holds 0..65535.")
-                    a = a.astype(np.float32) / np.float32(65535.0)
-                    a = a[None] if target == "L" else np.repeat(a[None], 3, axis=0)
-                else:
-                    a = np.asarray(im.convert(target), dtype=np.uint8)
-                    a = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32) / np.float32(255.0)
+            try:
+                a = _read_pixels(Image, f, target)
+            except NoisylabInputError:
+                raise
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # truncated / corrupt data
+                raise NoisylabInputError(f"Could not read image {f}: {exc}") from None
             if X is None:
                 X = np.empty((len(ent),) + a.shape, dtype=np.float32)
             X[i] = a
@@ -596,7 +710,17 @@ def _encode(y_parts, class_names, path):
                              n_classes=len(class_names) if class_names is not None else None,
                              n_classes_from=f"{path} lists {len(class_names) if class_names is not None else 0} "
                                             "class_names")
-        names = list(class_names) if class_names is not None else [str(i) for i in range(int(codes.max()) + 1)]
+        if class_names is not None:
+            names = list(class_names)
+        else:
+            names = [str(i) for i in range(int(codes.max()) + 1)]
+            empty = np.flatnonzero(np.bincount(codes, minlength=len(names)) == 0)
+            if empty.size:
+                warnings.warn(
+                    f"{path}: the integer labels are used as class indices 0..{len(names) - 1}, which leaves "
+                    f"{empty.size} of these {len(names)} classes without examples (e.g. class {int(empty[0])}); the "
+                    "model gets one output per class. If the labels are 1-based or sparse ids, re-encode them as "
+                    "0..K-1 (np.unique(y, return_inverse=True)) or store class_names.", UserWarning, stacklevel=4)
     out, start = [], 0
     for v in y_parts:
         out.append(codes[start:start + len(v)])
@@ -609,7 +733,7 @@ def _npz_pick(z, keys, path, what, required=True):
         if k in z.files:
             try:
                 return np.asarray(z[k])
-            except (OSError, ValueError) as exc:  # e.g. an object array (needs pickle, refused)
+            except _READ_ERRORS as exc:  # e.g. an object array (needs pickle, refused), a damaged member
                 raise NoisylabInputError(f"Could not read {k!r} from {path}: {exc}") from None
     if required:
         raise NoisylabInputError(f"{path} holds arrays {list(z.files)}; expected one named "
@@ -620,8 +744,8 @@ def _npz_pick(z, keys, path, what, required=True):
 def _load_npz(p: Path):
     try:
         z = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise NoisylabInputError(f"Could not read {p}: {exc}") from None
+    except _READ_ERRORS as exc:  # a truncated or non-zip file raises zipfile.BadZipFile
+        raise NoisylabInputError(f"Could not read {p} as an .npz file: {exc}") from None
     with z:
         X = _npz_pick(z, _X_KEYS, p, "inputs")
         y = _npz_pick(z, _Y_KEYS, p, "labels")
@@ -637,6 +761,9 @@ def _load_npz(p: Path):
         raise NoisylabInputError(f"{p}: labels must have shape ({X.shape[0]},) to match the inputs; got {y.shape}.")
     if Xte is not None and (yte.ndim != 1 or yte.shape[0] != Xte.shape[0]):
         raise NoisylabInputError(f"{p}: y_test must have shape ({Xte.shape[0]},); got {yte.shape}.")
+    _check_finite(X, p, "the inputs")
+    if Xte is not None:
+        _check_finite(Xte, p, "X_test")
     names = None if names is None else [str(c) for c in names.tolist()]
     parts, names = _encode([y] + ([yte] if yte is not None else []), names, p)
     return X, parts[0], Xte, parts[1] if yte is not None else None, names
@@ -650,12 +777,44 @@ def _is_float(s: str) -> bool:
     return True
 
 
+def _check_finite(X, path, what):
+    """NaN or inf inputs are an error naming the file and the first bad row (they give NaN losses later)."""
+    if X.dtype.kind not in "fc" or X.shape[0] == 0:
+        return
+    ok = np.isfinite(X).reshape(X.shape[0], -1).all(axis=1)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        raise NoisylabInputError(f"{path}: {what} hold NaN or infinite values in {bad.size} row(s), the first in "
+                                 f"row {int(bad[0])}; remove or impute them first.")
+
+
+def _pandas_header(first, body) -> bool:
+    """The column names pandas writes for an unnamed frame (``0,1,...,d``), not a data row.
+
+    Taken as a header when there are at least three columns, or when the body is not all integers
+    (``pd.DataFrame(np.c_[X, y]).to_csv(index=False)`` writes floats under the header ``0,1,2``).
+    """
+    if first != [str(i) for i in range(len(first))]:
+        return False
+    return len(first) >= 3 or not all(_maybe_number(c.strip()) is not None and "." not in c
+                                      for r in body[:100] for c in r)
+
+
 def _load_csv(p: Path, label_column):
     rows = _csv_rows(p)
     width = len(rows[0])
     first = [c.strip() for c in rows[0]]
-    header = (any(c.lower() in _CSV_LABEL_NAMES for c in first) or not all(_is_float(c) for c in first[:-1])
-              or (isinstance(label_column, str)))
+    int_col = None
+    if label_column is not None and not isinstance(label_column, str):
+        if not (isinstance(label_column, numbers.Integral) and not isinstance(label_column, bool) and
+                -width <= label_column < width):
+            raise NoisylabInputError(f"label_column must be a column name or an index in [-{width}, {width}); "
+                                     f"got {label_column!r}.")
+        int_col = int(label_column) % width
+    named = [j for j, c in enumerate(first) if c.lower() in _CSV_LABEL_NAMES]
+    feature_cells = [c for j, c in enumerate(first) if j != (width - 1 if int_col is None else int_col)]
+    header = (bool(named) or isinstance(label_column, str) or not all(_is_float(c) for c in feature_cells)
+              or _pandas_header(first, rows[1:]))
     body = rows[1:] if header else rows
     if not body:
         raise NoisylabInputError(f"{p} has a header but no data rows.")
@@ -664,20 +823,23 @@ def _load_csv(p: Path, label_column):
         raise NoisylabInputError(f"{p}: data row {bad} has {len(body[bad])} columns; the first row has {width}.")
     if width < 2:
         raise NoisylabInputError(f"{p}: expected feature columns and a label column; got {width} column.")
-    if label_column is None:
-        lowered = [c.lower() for c in first] if header else []
-        col = next((lowered.index(nm) for nm in _CSV_LABEL_NAMES if nm in lowered), width - 1)
-    elif isinstance(label_column, str):
+    if isinstance(label_column, str):
         if label_column not in first:
             raise NoisylabInputError(f"{p}: label column {label_column!r} not found; the columns are {first}.")
         col = first.index(label_column)
-    elif isinstance(label_column, numbers.Integral) and not isinstance(label_column, bool) and \
-            -width <= label_column < width:
-        col = int(label_column) % width
+    elif int_col is not None:
+        col = int_col
+    elif len(named) > 1:
+        raise NoisylabInputError(f"{p}: several columns have a label name ({[first[j] for j in named]}); pass "
+                                 "label_column to say which one holds the labels (the others would be features).")
     else:
-        raise NoisylabInputError(f"label_column must be a column name or an index in [-{width}, {width}); "
-                                 f"got {label_column!r}.")
+        col = named[0] if named else width - 1
     labels = [r[col].strip() for r in body]
+    empty = [i for i, v in enumerate(labels) if not v]
+    if empty:
+        raise NoisylabInputError(f"{p}: data row {empty[0]} has an empty label (column {col}"
+                                 f"{' ' + repr(first[col]) if header else ''}; {len(empty)} row(s) in all); every "
+                                 "row needs a label.")
     feats = [[c for j, c in enumerate(r) if j != col] for r in body]
     try:
         X = np.asarray(feats, dtype=np.float64)
@@ -690,7 +852,9 @@ def _load_csv(p: Path, label_column):
                         f"column {col}{' ' + repr(first[col]) if header else ''})."
                     ) from None
         raise
-    ints = [int(v) if v.lstrip("-").isdigit() else None for v in labels]
+    _check_finite(X, p, "the features")
+    # Whole-number floats ("3.0") are class indices, as in noisylab.io.read_labels (one rule for both).
+    ints = [_maybe_number(v) for v in labels]
     y = np.asarray(ints, dtype=np.int64) if all(i is not None for i in ints) else np.asarray(labels)
     parts, names = _encode([y], None, p)
     return X, parts[0], names, (first[col] if header else col)
@@ -705,10 +869,18 @@ def load_arrays(path, label_column=None) -> Dataset:
         ``.npz`` with inputs under ``X``, ``x`` or ``features`` and labels under
         ``y`` or ``labels``; optionally ``X_test``/``y_test`` and
         ``class_names``.  ``.csv``: one example per row, the label in the column
-        named ``label``, ``y`` or ``target`` (header row) or else the last
-        column; the header row is optional.
+        whose header is one of :data:`noisylab.io.LABEL_COLUMN_NAMES`
+        (``label``, ``class``, ``target``, ``y``, ...; the names
+        :func:`noisylab.io.read_labels` recognises) or else the last column.
+        The header row is optional: the first row is a header when it names a
+        label column, when a feature cell of it is not a number, or when it is
+        pandas' default ``0,1,...,d`` (three or more columns, or a body that is
+        not all integers).  A UTF-8 byte-order mark is ignored.  Labels that
+        are all integers, or whole-number floats such as ``3.0``, are class
+        indices; anything else is a class name.
     label_column : str or int, optional
-        CSV only: the label column's name (in the header) or index.
+        CSV only: the label column's name (in the header) or index.  Needed
+        when several columns have a label name.
 
     Returns
     -------
@@ -721,9 +893,17 @@ def load_arrays(path, label_column=None) -> Dataset:
     Raises
     ------
     NoisylabInputError
-        Missing file or keys, a missing label column, non-numeric features,
-        mismatched lengths, or a file type other than ``.npz``/``.csv``
-        (a lone ``.npy`` holds no labels).
+        Missing, damaged or unreadable file, missing keys, a missing or
+        ambiguous label column, an empty label (the message names the row),
+        non-numeric features, NaN or infinite inputs (the message names the
+        first bad row), mismatched lengths, or a file type other than
+        ``.npz``/``.csv`` (a lone ``.npy`` holds no labels).
+
+    Warns
+    -----
+    UserWarning
+        Integer labels without ``class_names`` that leave classes
+        ``0..max(y)`` without examples (1-based or sparse ids).
     """
     p = _check_file(path)
     ext = p.suffix.lower()
