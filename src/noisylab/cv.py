@@ -13,8 +13,9 @@ Following the CL paper's workflow, each finished fold is saved to
 * one fold can run alone, on another machine (``folds=[i]``), and the folds
   are combined afterwards (:func:`combine_folds`);
 * every fold file records a fingerprint of the split (n, classes, number of
-  folds, seed, a hash of the labels) and of the classifier's parameters; a
-  file that does not match is refused instead of being mixed in silently.
+  folds, seed, a hash of the labels), of the features ``X`` (shape, dtype and
+  a hash of the values) and of the classifier's parameters; a file that does
+  not match is refused instead of being mixed in silently.
 
 Folds run in parallel local processes (``n_jobs``, joblib's loky backend) or
 on a ``dask.distributed`` client (``client``).
@@ -35,8 +36,26 @@ __all__ = ["cv_folds", "cross_val_pred_probs", "combine_folds", "fold_path"]
 
 
 def _split_seed(random_state) -> int:
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
-        raise NoisylabInputError(f"random_state must be an int >= 0 (it names the split); got {random_state!r}.")
+    """The int seed that names the split.
+
+    An int >= 0 is used as is; ``None`` draws a fresh seed from OS entropy; a
+    :class:`numpy.random.RandomState` (as scikit-learn users pass) or a
+    :class:`numpy.random.Generator` gives one draw from it (so it is advanced,
+    and the same freshly seeded object gives the same split).  numpy's global
+    RNG is never used.
+    """
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**32))  # OS entropy; StratifiedKFold needs a 32-bit seed
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**32, dtype=np.int64))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**32))
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, numbers.Integral) \
+            or random_state < 0:
+        raise NoisylabInputError(
+            "random_state must be an int >= 0 (it names the split), None, a numpy.random.RandomState or a "
+            f"numpy.random.Generator; got {random_state!r}."
+        )
     return int(random_state)
 
 
@@ -53,7 +72,10 @@ def _select_rows(X, idx):
 def cv_folds(labels, n_folds=4, random_state=0):
     """Stratified K-fold split: a list of ``(train_idx, test_idx)`` (both sorted), one per fold.
 
-    The same ``(labels, n_folds, random_state)`` always gives the same split.
+    The same ``(labels, n_folds, random_state)`` always gives the same split
+    when ``random_state`` is an int.  ``None`` gives a fresh split on every
+    call; a ``numpy.random.RandomState`` or ``Generator`` is advanced by one
+    draw that seeds the split (see :func:`cross_val_pred_probs`).
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -70,9 +92,57 @@ def cv_folds(labels, n_folds=4, random_state=0):
     return [(np.sort(tr), np.sort(te)) for tr, te in skf.split(np.zeros(y.shape[0]), y)]
 
 
-def _fingerprint(y, n_classes, n_folds, random_state, clf) -> str:
+def _check_X(X):
+    """``X`` ready for row selection: pandas objects, numpy arrays, CSR matrices and tensors as they are,
+    other scipy sparse formats (COO, CSC, ...) converted to CSR once, anything else through ``np.asarray``."""
+    if hasattr(X, "tocsr") and getattr(X, "format", None) != "csr":  # scipy sparse, not CSR: COO has no rows
+        return X.tocsr()
+    return X if hasattr(X, "shape") and hasattr(X, "__getitem__") else np.asarray(X)
+
+
+def _update_with_array(h, a) -> None:
+    """Feed dtype, shape and the values of numpy array ``a`` (in C order, whatever its memory layout) to
+    hash ``h``: no copy when ``a`` is C-contiguous, else copies of blocks of about 8 MB."""
+    a = np.asarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    if a.dtype.hasobject:  # the buffer holds pointers: hash the objects instead
+        import pickle
+
+        h.update(pickle.dumps(a.tolist(), protocol=4))
+    elif a.flags.c_contiguous or a.ndim < 2:
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    else:  # e.g. the F-ordered values of a DataFrame
+        step = max(1, (8 << 20) // max(1, a[:1].nbytes))
+        for i in range(0, a.shape[0], step):
+            h.update(memoryview(np.ascontiguousarray(a[i:i + step])).cast("B"))
+
+
+def _x_digest(X) -> str:
+    """Hash of the features: shape, dtype and every value (SHA-256 over the buffer: about 30 ms for a
+    1e5 x 100 float32 array, numpy or pandas).  Sparse matrices hash ``data``/``indices``/``indptr`` of their
+    canonical CSR form; pandas objects hash their values (and column names)."""
+    h = hashlib.sha256()
+    if hasattr(X, "tocsr") and hasattr(X, "indptr"):  # scipy CSR (_check_X converted the other formats)
+        if not X.has_canonical_format:  # the same matrix stored differently must give the same digest
+            X = X.copy()
+            X.sum_duplicates()
+        h.update(f"sparse{X.shape}".encode())
+        for a in (X.data, X.indices, X.indptr):
+            _update_with_array(h, a)
+        return h.hexdigest()
+    if hasattr(X, "iloc"):  # pandas DataFrame / Series
+        h.update(repr(list(getattr(X, "columns", [getattr(X, "name", None)]))).encode())
+        X = X.to_numpy()
+    elif hasattr(X, "detach"):  # torch tensor
+        X = X.detach().cpu().numpy()
+    _update_with_array(h, X)
+    return h.hexdigest()
+
+
+def _fingerprint(y, n_classes, n_folds, random_state, clf, X) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    h.update(_x_digest(X).encode())
     params = {}
     if hasattr(clf, "get_params"):
         params = {k: repr(v) for k, v in sorted(clf.get_params(deep=False).items())}
@@ -120,8 +190,8 @@ def _load_fold(path, fingerprint=None):
         raise NoisylabInputError(f"{path} is not a readable fold file: {exc}") from None
     if fingerprint is not None and fp != fingerprint:
         raise NoisylabInputError(
-            f"{path} was computed for different data, folds, seed or classifier (fingerprint {fp}, "
-            f"expected {fingerprint}); remove it or use another out_dir."
+            f"{path} was computed for different data, folds, seed or classifier (data: the labels and X; "
+            f"fingerprint {fp}, expected {fingerprint}); remove it or use another out_dir."
         )
     return test_idx, proba, fp
 
@@ -145,14 +215,20 @@ def cross_val_pred_probs(clf, X, labels, *, n_folds=4, random_state=0, n_classes
     labels : array-like of int, shape (n,)
         The given (noisy) labels, 0..K-1.
     n_folds : int, default=4
-    random_state : int, default=0
+    random_state : int, None, numpy.random.RandomState or numpy.random.Generator, default=0
         Seeds the stratified split (the classifier's own seed is its parameter).
+        An int names the split; ``None`` draws a fresh one (not with
+        ``out_dir``: a run could never be resumed); a ``RandomState`` or
+        ``Generator`` is advanced by one draw that becomes the seed.  numpy's
+        global RNG is never used.
     n_classes : int, optional
-        K (default: ``max(labels) + 1``); columns of classes absent from a
-        fold's training part are 0.
+        K (default: ``max(labels) + 1``), at least ``max(labels) + 1``; columns
+        of classes absent from a fold's training part are 0.
     out_dir : path, optional
         Save each fold to ``out_dir/fold_{i}_of_{k}.npz`` and skip folds already
-        saved there (resume).
+        saved there (resume).  A saved fold is used only if it was computed from
+        the same labels, ``X`` (shape, dtype and values), split and classifier
+        parameters; otherwise a ``NoisylabInputError`` is raised.
     folds : list of int, optional
         Run only these folds (0-based), e.g. one fold per machine; needs
         ``out_dir``.  Returns None unless every fold is then present.
@@ -164,27 +240,54 @@ def cross_val_pred_probs(clf, X, labels, *, n_folds=4, random_state=0, n_classes
     Returns
     -------
     pred_probs : ndarray of shape (n, K), or None when ``folds`` leaves some folds missing.
+
+    Raises
+    ------
+    NoisylabInputError
+        On malformed labels, ``X`` of another length, a classifier class
+        instead of an instance, a non-integer ``n_classes`` below
+        ``max(labels) + 1``, ``folds`` entries that are not ints in
+        ``0..n_folds-1``, or a saved fold that does not match this run.
     """
     y = check_labels(labels)
-    X = X if hasattr(X, "shape") and hasattr(X, "__getitem__") else np.asarray(X)
+    X = _check_X(X)
     if X.shape[0] != y.shape[0]:
         raise NoisylabInputError(f"X and labels must have the same length; got {X.shape[0]} and {y.shape[0]}.")
+    if isinstance(clf, type):
+        raise NoisylabInputError(
+            f"clf must be a classifier instance; got the class {clf.__name__} (write {clf.__name__}(), "
+            "with its parameters)."
+        )
     if not (hasattr(clf, "fit") and hasattr(clf, "predict_proba")):
         raise NoisylabInputError(f"clf must have fit and predict_proba; got {type(clf).__name__}.")
-    K = int(y.max()) + 1 if n_classes is None else int(n_classes)
-    if y.max() >= K:
-        raise NoisylabInputError(f"labels go up to {int(y.max())} but n_classes={K}.")
+    seen = int(y.max()) + 1
+    K = seen if n_classes is None else check_int("n_classes", n_classes)
+    if K < seen:
+        raise NoisylabInputError(f"labels go up to {seen - 1} but n_classes={K}; n_classes must be >= {seen}.")
     n_folds = _check_n_folds(n_folds)
     if n_jobs is not None and (isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral)
                                or not (n_jobs >= 1 or n_jobs == -1)):
         raise NoisylabInputError(f"n_jobs must be an integer >= 1 (or -1: every CPU); got {n_jobs!r}.")
-    split = cv_folds(y, n_folds, random_state)
-    fingerprint = _fingerprint(y, K, n_folds, random_state, clf)
-    todo = list(range(n_folds)) if folds is None else sorted({int(f) for f in folds})
-    if any(f < 0 or f >= n_folds for f in todo):
-        raise NoisylabInputError(f"folds must be in 0..{n_folds - 1}; got {folds}.")
+    if folds is None:
+        todo = list(range(n_folds))
+    else:
+        if isinstance(folds, (str, bytes)) or not hasattr(folds, "__iter__"):
+            raise NoisylabInputError(f"folds must be a list of ints in 0..{n_folds - 1}; got {folds!r}.")
+        bad = [f for f in folds if isinstance(f, (bool, np.bool_)) or not isinstance(f, numbers.Integral)
+               or not 0 <= f < n_folds]
+        if bad:
+            raise NoisylabInputError(f"folds must be in 0..{n_folds - 1} (ints); got {bad[0]!r} in folds={folds!r}.")
+        todo = sorted({int(f) for f in folds})
     if folds is not None and out_dir is None:
         raise NoisylabInputError("folds=... runs part of the folds: give out_dir to keep them.")
+    if random_state is None and out_dir is not None:
+        raise NoisylabInputError(
+            "random_state=None draws a new split on every call, so the folds saved in out_dir could never be "
+            "resumed or combined; pass an int random_state with out_dir."
+        )
+    seed = _split_seed(random_state)  # once: a RandomState/Generator is advanced by one draw
+    split = cv_folds(y, n_folds, seed)
+    fingerprint = _fingerprint(y, K, n_folds, seed, clf, X) if out_dir is not None else None
     results = {}
     if out_dir is not None:
         try:

@@ -345,8 +345,14 @@ def precision_at_k(is_noisy, label_quality, k: int) -> float:
         raise NoisylabInputError(f"k must be an int in 1..{n}; got {k!r}.")
     if not 1 <= k <= n:
         raise NoisylabInputError(f"k must be in 1..{n} (the number of examples); got {k}.")
-    lowest = np.argsort(q, kind="stable")[: int(k)]
-    return float(np.count_nonzero(truth[lowest])) / int(k)
+    k = int(k)
+    # O(n) selection with the stable-sort tie rule: every score below the k-th smallest value, then the
+    # lowest-index examples equal to it (the same set as np.argsort(q, kind="stable")[:k])
+    kth = q[np.argpartition(q, k - 1)[k - 1]]
+    below = q < kth
+    n_below = int(np.count_nonzero(below))
+    at_kth = np.flatnonzero(q == kth)[: k - n_below]
+    return float(np.count_nonzero(truth & below) + np.count_nonzero(truth[at_kth])) / k
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,8 +32,10 @@ and the requested matrix.  Two sampling schemes are offered by
 do) and ``"exact"`` per-cell counts (the realised fraction of changed labels
 equals the requested expected fraction to within one example).
 
-All randomness comes from the ``random_state`` argument (``None``, an int or
-a :class:`numpy.random.Generator`); numpy's global RNG is never used.
+All randomness comes from the ``random_state`` argument (``None``, an int, a
+:class:`numpy.random.Generator`, a :class:`numpy.random.SeedSequence` or a
+legacy :class:`numpy.random.RandomState`, which is advanced by the one draw
+that seeds a new Generator); numpy's global RNG is never used.
 """
 from __future__ import annotations
 
@@ -180,6 +182,15 @@ class NoisyLabels:
 _check_int = check_int
 
 
+def _check_random_state(random_state) -> np.random.Generator:
+    """:func:`check_random_state`, also accepting a legacy ``numpy.random.RandomState`` (as scikit-learn
+    users pass): one 63-bit draw from it seeds a new PCG64 Generator, so the RandomState is advanced and the
+    same freshly seeded RandomState gives the same noise.  numpy's global RNG is never touched."""
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)))
+    return check_random_state(random_state)
+
+
 def _check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise NoisylabInputError(f"{name} must be True or False; got {value!r}.")
@@ -205,6 +216,7 @@ def _labels_and_k(labels, n_classes, *, min_classes: int, what: str = "n_classes
                 f"labels contain only class indices up to {hi}, so n_classes was inferred as {K}; this noise "
                 f"needs at least {min_classes} classes. Pass n_classes explicitly."
             )
+        _check_inferred_k(y, K)
         return y, K
     K = _check_n_classes(n_classes, min_classes=min_classes)
     if hi >= K:
@@ -213,6 +225,31 @@ def _labels_and_k(labels, n_classes, *, min_classes: int, what: str = "n_classes
             f"(valid class indices are 0..{K - 1})."
         )
     return y, K
+
+
+#: Above this many classes, an inferred ``n_classes = labels.max() + 1`` more than twice the number of
+#: distinct labels is taken for a stray label id (the noise matrices are dense (K, K) float64).
+_MAX_SPARSE_INFERRED_K = 4096
+
+
+def _check_inferred_k(y: np.ndarray, K: int) -> None:
+    """Refuse an inferred K that is large (> 4096) and more than twice the number of distinct labels: one stray
+    label id such as 100000 would otherwise ask for several dense (K, K) matrices (74.5 GiB each)."""
+    if K <= _MAX_SPARSE_INFERRED_K:
+        return
+    if K <= 8 * y.shape[0] + (1 << 20):  # O(n + K) with a small K-sized count array
+        n_distinct = int(np.count_nonzero(np.bincount(y, minlength=K)))
+    else:  # K far above n: do not allocate K counts
+        n_distinct = int(np.unique(y).size)
+    if 2 * n_distinct >= K:
+        return
+    i = int(np.argmax(y))
+    raise NoisylabInputError(
+        f"labels contain class index {K - 1} (at index {i}) but only {n_distinct} distinct classes, so "
+        f"n_classes would be inferred as {K} and every noise matrix would be a dense ({K}, {K}) array "
+        f"({K * K * 8 / 2**30:.3g} GiB each). If {K - 1} is a stray label, fix the labels or re-encode them "
+        f"(noisylab.encode_labels); if {K} classes are really meant, pass n_classes={K}."
+    )
 
 
 def _check_noise_matrix(noise_matrix, *, name: str = "noise_matrix", n_classes: int | None = None) -> np.ndarray:
@@ -637,7 +674,7 @@ def generate_noise_matrix_from_trace(
         Bounds on diagonal entries.
     max_noise_rate, min_noise_rate : float
         Bounds on every non-zero off-diagonal entry.
-    random_state : None, int or numpy.random.Generator
+    random_state : None, int, numpy.random.Generator or numpy.random.RandomState
     max_iter : int, default 10000
         Maximum number of draws when ``valid_noise_matrix``.
 
@@ -699,7 +736,7 @@ def generate_noise_matrix_from_trace(
                 )
     elif py is not None:
         _check_py(py, K)
-    rng = check_random_state(random_state)
+    rng = _check_random_state(random_state)
     n_draws = max_iter
     for _ in range(n_draws):
         T = _draw_trace_matrix(K, trace, n_zero, d_lo, d_hi, r_lo, r_hi, rng)
@@ -768,9 +805,19 @@ def _floor_counts(T: np.ndarray, n_y: np.ndarray) -> np.ndarray:
 
 
 def _per_example_counts(T: np.ndarray, n_y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    P = np.clip(T.T, 0.0, None)
-    P = P / P.sum(axis=1, keepdims=True)
-    return rng.multinomial(n_y, P).T.astype(np.int64)
+    """Multinomial counts C[s, y] ~ Multinomial(n_y, T[:, y]), one (K, K) float64 and one int64 array beyond T.
+
+    The row sums and the division are computed on the same memory layout and in the same order as before, so
+    seeded draws are unchanged; the probabilities are written in C order once (``multinomial`` would
+    otherwise make its own C-ordered copy) and normalised in place.
+    """
+    s = np.clip(T, 0.0, None).sum(axis=0) if T.min() < 0 else T.sum(axis=0)  # = clip(T.T).sum(axis=1)
+    P = np.empty(T.shape)
+    np.clip(T.T, 0.0, None, out=P)
+    P /= s[:, None]
+    C = rng.multinomial(n_y, P)
+    del P
+    return C.T.astype(np.int64, copy=False)
 
 
 def _assign(y: np.ndarray, C: np.ndarray, n_y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -804,9 +851,8 @@ def _sample(y: np.ndarray, T: np.ndarray, sampling: str, rng: np.random.Generato
     else:
         C = _per_example_counts(T, n_y, rng)
     noisy = _assign(y, C, n_y, rng)
-    realised = np.eye(K)
-    present = n_y > 0
-    realised[:, present] = C[:, present] / n_y[present][None, :]
+    realised = np.eye(K)  # columns of absent classes stay identity columns; no (K, K) temporaries
+    np.divide(C, n_y[None, :], out=realised, where=(n_y > 0)[None, :])
     flip = noisy != y
     return NoisyLabels(
         noisy_labels=noisy,
@@ -848,7 +894,7 @@ def noise_from_matrix(labels, noise_matrix, *, sampling: str = "per_example", ra
           class y get label s; the rest keep y.  Its files are up to K(K-1)
           examples short of the expected rate (0.1991 instead of 0.2 on
           CIFAR-10).
-    random_state : None, int or numpy.random.Generator
+    random_state : None, int, numpy.random.Generator or numpy.random.RandomState
 
     Returns
     -------
@@ -857,7 +903,7 @@ def noise_from_matrix(labels, noise_matrix, *, sampling: str = "per_example", ra
     T = _check_noise_matrix(noise_matrix)
     y, _ = _labels_and_k(labels, T.shape[0], min_classes=1, what="noise_matrix.shape[0]")
     sampling = check_option("sampling", sampling, SAMPLING_MODES)
-    rng = check_random_state(random_state)
+    rng = _check_random_state(random_state)
     return _sample(y, T, sampling, rng)
 
 
@@ -872,7 +918,7 @@ _COMMON_PARAMS = """
         Use ``sampling="exact"`` of :func:`noise_from_matrix`: the realised
         fraction of changed labels equals the expected one within one
         example.  Otherwise each label is drawn independently.
-    random_state : None, int or numpy.random.Generator
+    random_state : None, int, numpy.random.Generator or numpy.random.RandomState
 
     Returns
     -------
@@ -894,7 +940,7 @@ def symmetric_noise(labels, rate, *, n_classes=None, exact=False, random_state=N
     y, K = _labels_and_k(labels, n_classes, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _symmetric(K, rate), mode, check_random_state(random_state))
+    return _sample(y, _symmetric(K, rate), mode, _check_random_state(random_state))
 
 
 def uniform_noise(labels, rate, *, n_classes=None, exact=False, random_state=None) -> NoisyLabels:
@@ -912,7 +958,7 @@ def uniform_noise(labels, rate, *, n_classes=None, exact=False, random_state=Non
     y, K = _labels_and_k(labels, n_classes, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _uniform(K, rate), mode, check_random_state(random_state))
+    return _sample(y, _uniform(K, rate), mode, _check_random_state(random_state))
 
 
 def pair_noise(labels, rate, *, n_classes=None, exact=False, random_state=None) -> NoisyLabels:
@@ -928,7 +974,7 @@ def pair_noise(labels, rate, *, n_classes=None, exact=False, random_state=None) 
     y, K = _labels_and_k(labels, n_classes, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _pair(K, rate), mode, check_random_state(random_state))
+    return _sample(y, _pair(K, rate), mode, _check_random_state(random_state))
 
 
 def class_map_noise(labels, mapping, rate, *, n_classes=None, exact=False, random_state=None) -> NoisyLabels:
@@ -948,7 +994,7 @@ def class_map_noise(labels, mapping, rate, *, n_classes=None, exact=False, rando
     m = _check_mapping(mapping, K)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _class_map(K, m, rate), mode, check_random_state(random_state))
+    return _sample(y, _class_map(K, m, rate), mode, _check_random_state(random_state))
 
 
 def cifar10_noise(labels, rate, *, exact=False, random_state=None) -> NoisyLabels:
@@ -967,7 +1013,7 @@ def cifar10_noise(labels, rate, *, exact=False, random_state=None) -> NoisyLabel
     y, K = _labels_and_k(labels, 10, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _class_map(K, dict(CIFAR10_MAP), rate), mode, check_random_state(random_state))
+    return _sample(y, _class_map(K, dict(CIFAR10_MAP), rate), mode, _check_random_state(random_state))
 
 
 def cifar100_noise(labels, rate, *, coarse=CIFAR100_COARSE, exact=False, random_state=None) -> NoisyLabels:
@@ -988,7 +1034,7 @@ def cifar100_noise(labels, rate, *, coarse=CIFAR100_COARSE, exact=False, random_
     y, K = _labels_and_k(labels, int(c.shape[0]), min_classes=2, what="len(coarse)")
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _class_map(K, _next_in_group(c), rate), mode, check_random_state(random_state))
+    return _sample(y, _class_map(K, _next_in_group(c), rate), mode, _check_random_state(random_state))
 
 
 for _f in (symmetric_noise, uniform_noise, pair_noise, class_map_noise, cifar10_noise, cifar100_noise):
@@ -1030,7 +1076,7 @@ def make_noise(kind, labels, rate=None, *, n_classes=None, noise_matrix=None, ma
         Only for ``kind="class_map"``.
     exact : bool, default False
         Exact per-cell counts instead of independent draws.
-    random_state : None, int or numpy.random.Generator
+    random_state : None, int, numpy.random.Generator or numpy.random.RandomState
 
     Returns
     -------
@@ -1053,7 +1099,7 @@ def make_noise(kind, labels, rate=None, *, n_classes=None, noise_matrix=None, ma
         T = _check_noise_matrix(noise_matrix, n_classes=K)
         y, _ = _labels_and_k(labels, T.shape[0], min_classes=1, what="noise_matrix.shape[0]")
         mode = _mode(exact)
-        return _sample(y, T, mode, check_random_state(random_state))
+        return _sample(y, T, mode, _check_random_state(random_state))
     rate = _check_rate(rate)
     if kind in ("cifar10", "cifar100"):
         fixed = 10 if kind == "cifar10" else 100
