@@ -8,12 +8,27 @@ Input
 -----
 ``logits``: an array of shape **(n, E, K)** (n examples, E epochs, K outputs), usually the float16
 memory-mapped file of a recording (:func:`read_dynamics`); float32/float64 arrays work too.
-``logits[i, e]`` is the logit vector of example ``i`` at epoch ``e``.  An epoch in which a row holds a
-NaN counts as **not visited** for that row (``"train_forward"`` recordings with ``drop_last=True``)
-and is left out of every mean.  Every function walks the rows in blocks (about 4 MiB of float32
-work per block; ``block_rows`` overrides it) and upcasts one block at a time, so a recording larger
-than memory is scored with bounded memory (pages of a memory-mapped block are dropped from the
-process after use).  Results do not depend on the block size.
+``logits[i, e]`` is the logit vector of example ``i`` at epoch ``e``.  An epoch in which a row is NaN
+in **every** output counts as **not visited** for that row (``"train_forward"`` recordings with
+``drop_last=True``) and is left out of every mean.  Every function walks the rows in blocks (about
+4 MiB of float32 work per block; ``block_rows`` overrides it) and upcasts one block at a time, so a
+recording larger than memory is scored with bounded memory (pages of a memory-mapped block are
+dropped from the process after use).  Results do not depend on the block size.
+
+NaN and infinite logits
+-----------------------
+For a recording, other NaN logits are a diverged training or a damaged file, and every function
+raises :class:`~noisylab._validation.NoisylabInputError` naming the epochs affected (no score is
+computed from the epochs that are left) when ``mode`` (the recording's ``meta["mode"]``;
+:func:`dynamics_scores` passes it) is given: a row NaN in only some outputs, an epoch in which every
+row is NaN, any NaN in an ``"eval_pass"`` recording (that pass covers every row), and in a
+``"train_forward"`` recording an epoch with at least half of the rows NaN (``drop_last`` leaves
+``n mod batch_size < n / 2`` rows unvisited per epoch; a run that diverges within an epoch is
+caught from its next, all-NaN epoch on, and the recorder warns at record time).  Score the epochs before the divergence with ``epochs_completed``.
+Without ``mode`` (plain arrays) a row-epoch holding any NaN counts as not visited, as before.
+Infinite logits (float16 overflow at |z| > 65504, or divergence) are refused, except ``-inf`` on
+outputs other than the given label while the label logit and some other output stay finite: the
+margin and ``softmax(z)[ỹ]`` are then well defined.
 
 Epoch window
 ------------
@@ -207,8 +222,9 @@ def _check_int(name, value, low, high=None):
     return int(value)
 
 
-def _prepare(logits, labels, skip_epochs, epochs_completed, block_rows):
+def _prepare(logits, labels, skip_epochs, epochs_completed, block_rows, mode=None):
     """Validated ``(logits, labels, lo, hi, block_rows)``; the epoch window is ``[lo, hi)``."""
+    _check_mode(mode)
     logits = _check_logits(logits)
     n, E, K = logits.shape
     y = check_labels(labels, n_classes=K, n_classes_from=f"logits have {K} outputs")
@@ -226,19 +242,107 @@ def _prepare(logits, labels, skip_epochs, epochs_completed, block_rows):
     return logits, y, lo, hi, block_rows
 
 
-def _run(logits, y, lo, hi, block_rows, fn):
-    """``fn(start, z, yy)`` over row blocks; ``z`` a float32 copy (m, hi-lo, K) of the block's window."""
+def _epochs_text(epochs) -> str:
+    """``"3, 4, 5"`` (the first 10, then ``"... (k in all)"``)."""
+    e = [int(v) for v in epochs]
+    return ", ".join(map(str, e[:10])) + (f", ... ({len(e)} in all)" if len(e) > 10 else "")
+
+
+def _check_mode(mode):
+    return None if mode is None else check_option("mode", mode, MODES)
+
+
+def _check_inf(z, yy, start, lo):
+    """Raise unless every infinite logit of the block is a ``-inf`` on a non-label output of a row-epoch
+    that keeps a finite label logit and a finite other output (then every score is well defined)."""
+    m, W, _ = z.shape
+    zy = np.take_along_axis(z, np.broadcast_to(yy[:, None, None], (m, W, 1)), axis=2)[..., 0]
+    neg = np.isneginf(z).sum(axis=2)
+    bad = np.isposinf(z).any(axis=2) | ~np.isfinite(zy) | (neg >= z.shape[2] - 1)
+    bad &= np.isinf(z).any(axis=2)
+    if bad.any():
+        r, e = np.argwhere(bad)[0]
+        raise NoisylabInputError(f"logits contain an infinite value (float16 overflow, |logit| > 65504, or a diverged "
+                                 f"training?) at row {start + int(r)}, epoch {lo + int(e)}; a score needs a finite "
+                                 "label logit, no +inf and at least one finite other output.")
+
+
+def _run(logits, y, lo, hi, block_rows, fn, mode=None, require_visited=False):
+    """``fn(start, z, yy)`` over row blocks; ``z`` a float32 copy (m, hi-lo, K) of the block's window.
+
+    NaN checks (over all blocks, so they do not depend on the block size) for a recording's ``mode``:
+    a row-epoch with NaN in only some outputs is damage; a whole-row NaN means "not visited"
+    (train_forward with drop_last) except in an ``"eval_pass"`` recording, in an epoch where every row
+    is NaN, or (``"train_forward"``) in an epoch with at least half of the rows NaN (drop_last leaves
+    ``n mod batch_size < n / 2`` rows unvisited per epoch).
+    With ``mode=None`` (plain arrays) a NaN anywhere in a row-epoch means "not visited" (documented).  ``require_visited``: raise for rows with no visited epoch in the window.
+    """
+    W = hi - lo
+    st = {"rows": np.zeros(W, dtype=np.int64), "partial": np.zeros(W, dtype=bool), "first_partial": None,
+          "first_nan": None, "n_never": 0, "first_never": None}
 
     def task(start, block, yy):
         z = np.array(block[:, lo:hi], dtype=np.float32)  # a copy: block functions may write into it
+        nan = np.isnan(z)
+        if nan.any():
+            whole = nan.any(axis=2)  # "not visited" (plain arrays: any NaN, as documented)
+            part = whole & ~nan.all(axis=2)
+            if mode is not None and part.any():
+                st["partial"] |= part.any(axis=0)
+                if st["first_partial"] is None:
+                    r, e = np.argwhere(part)[0]
+                    st["first_partial"] = (start + int(r), lo + int(e))
+            if whole.any():
+                st["rows"] += whole.sum(axis=0)
+                if st["first_nan"] is None:
+                    r, e = np.argwhere(whole)[0]
+                    st["first_nan"] = (start + int(r), lo + int(e))
+                never = np.flatnonzero(whole.all(axis=1))
+                if never.size:
+                    st["n_never"] += never.size
+                    if st["first_never"] is None:
+                        st["first_never"] = start + int(never[0])
         if np.isinf(z).any():
-            r, e, _ = np.argwhere(np.isinf(z))[0]
-            raise NoisylabInputError(f"logits contain an infinite value (float16 overflow?) at row "
-                                     f"{start + int(r)}, epoch {lo + int(e)}.")
+            _check_inf(z, yy, start, lo)
         with np.errstate(invalid="ignore"):
             return fn(start, z, yy)
 
-    return Chunked(logits, chunk_rows=block_rows, n_threads=1).map(task, y, parallel=False)
+    out = Chunked(logits, chunk_rows=block_rows, n_threads=1).map(task, y, parallel=False)
+    n = logits.shape[0]
+    eps = lo + np.flatnonzero(st["rows"])
+    if st["first_partial"] is not None:
+        r, e = st["first_partial"]
+        raise NoisylabInputError(f"logits are NaN in only some of the outputs at row {r}, epoch {e} (epoch(s) affected: "
+                                 f"{_epochs_text(lo + np.flatnonzero(st['partial']))}); a row that was not visited "
+                                 "is NaN in every output, so the recording is damaged (or the training diverged).")
+    full = lo + np.flatnonzero(st["rows"] == n)
+    if mode is not None and full.size:
+        raise NoisylabInputError(f"the logits of every row are NaN at epoch(s) {_epochs_text(full)}: the training "
+                                 "diverged (NaN logits) or the file is damaged; drop_last never leaves a whole epoch "
+                                 "unvisited.  Only the epochs before the first affected one are usable "
+                                 "(epochs_completed=...).")
+    if mode == "eval_pass" and eps.size:
+        r, e = st["first_nan"]
+        raise NoisylabInputError(f"NaN logits in an 'eval_pass' recording (which scores every row after every epoch) at "
+                                 f"epoch(s) {_epochs_text(eps)} (first: row {r}, epoch {e}): the training diverged "
+                                 "or the file is damaged.  Only the epochs before the first affected one are usable "
+                                 "(epochs_completed=...).")
+    if mode == "train_forward" and eps.size:
+        excess = lo + np.flatnonzero(2 * st["rows"] >= n)
+        if excess.size:
+            raise NoisylabInputError(
+                f"at least half of the rows have NaN logits at epoch(s) {_epochs_text(excess)}, more than drop_last "
+                f"leaves unvisited (n mod batch_size < n / 2 rows): the training diverged or the file is damaged.  "
+                "Only the epochs before the first affected one are usable (epochs_completed=...)."
+            )
+    if require_visited and st["n_never"]:
+        hint = (f" The logits of every row are NaN at epoch(s) {_epochs_text(full)}: a diverged training?"
+                if full.size else " Score fewer skipped epochs, or drop those rows.")
+        raise NoisylabInputError(
+            f"{st['n_never']} row(s) of logits (first: row {st['first_never']}) have no recorded epoch in the "
+            f"scored window (all logits NaN from epoch {lo} on: never visited).{hint}"
+        )
+    return out
 
 
 def _label_logit_and_rest_max(z, yy):
@@ -261,16 +365,8 @@ def _label_log_prob(z, yy):
 
 
 def _require_visited(start, lo, valid):
-    """Raise for rows with no valid (non-NaN) epoch in the window; return the valid counts."""
-    cnt = valid.sum(axis=1)
-    if not cnt.all():
-        bad = np.flatnonzero(cnt == 0)
-        raise NoisylabInputError(
-            f"{len(bad)} row(s) of logits (first: row {start + int(bad[0])}) have no recorded epoch in the scored "
-            f"window (all logits NaN from epoch {lo} on: never visited). Score fewer skipped epochs, or drop "
-            "those rows."
-        )
-    return cnt
+    """The valid (non-NaN) counts per row; rows without any are reported by :func:`_run`."""
+    return valid.sum(axis=1)
 
 
 def _row_means(start, lo, values):
@@ -282,7 +378,7 @@ def _row_means(start, lo, values):
 
 
 # ----------------------------------------------------------------------------- per-epoch matrices
-def margins(logits, labels, *, epochs_completed=None, block_rows=None) -> np.ndarray:
+def margins(logits, labels, *, epochs_completed=None, block_rows=None, mode=None) -> np.ndarray:
     """AUM margins ``M[i, e] = z_ỹ − max_{k≠ỹ} z_k`` per example and epoch.
 
     Parameters
@@ -296,6 +392,9 @@ def margins(logits, labels, *, epochs_completed=None, block_rows=None) -> np.nda
         Epochs ``>= epochs_completed`` are returned as NaN (not recorded yet).  Default E.
     block_rows : int, optional
         Rows per block (default: about 4 MiB of float32 per block).
+    mode : {"train_forward", "eval_pass"}, optional
+        The recording mode of ``logits`` (``meta["mode"]``); enables the divergence checks of the
+        module docs ("NaN and infinite logits").  None (plain arrays): any NaN = not visited.
 
     Returns
     -------
@@ -303,18 +402,19 @@ def margins(logits, labels, *, epochs_completed=None, block_rows=None) -> np.nda
         Column ``e`` is epoch ``e``; NaN where the row was not visited (NaN logits) or the epoch is
         not completed.  Positive = the given label wins.
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, 0, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, 0, epochs_completed, block_rows, mode)
     out = np.full(logits.shape[:2], np.nan, dtype=np.float32)
 
     def fn(start, z, yy):
         zy, rest = _label_logit_and_rest_max(z, yy)
         out[start:start + len(yy), lo:hi] = zy - rest
 
-    _run(logits, y, lo, hi, block_rows, fn)
+    _run(logits, y, lo, hi, block_rows, fn, mode)
     return out
 
 
-def label_probability_sequences(logits, labels, *, epochs_completed=None, block_rows=None) -> np.ndarray:
+def label_probability_sequences(logits, labels, *, epochs_completed=None, block_rows=None,
+                                mode=None) -> np.ndarray:
     """``p_e(ỹ_i) = softmax(logits[i, e])[ỹ_i]`` for every row and epoch: the LSTM detector's input.
 
     Parameters as :func:`margins`.
@@ -324,18 +424,19 @@ def label_probability_sequences(logits, labels, *, epochs_completed=None, block_
     ndarray of shape (n, E), float32
         NaN where the row was not visited or the epoch is not completed.
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, 0, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, 0, epochs_completed, block_rows, mode)
     out = np.full(logits.shape[:2], np.nan, dtype=np.float32)
 
     def fn(start, z, yy):
         out[start:start + len(yy), lo:hi] = np.exp(_label_log_prob(z, yy))
 
-    _run(logits, y, lo, hi, block_rows, fn)
+    _run(logits, y, lo, hi, block_rows, fn, mode)
     return out
 
 
 # ----------------------------------------------------------------------------------- per-row scores
-def aum_scores(logits, labels, *, skip_epochs: int = 1, epochs_completed=None, block_rows=None) -> np.ndarray:
+def aum_scores(logits, labels, *, skip_epochs: int = 1, epochs_completed=None, block_rows=None,
+               mode=None) -> np.ndarray:
     """Area Under the Margin: the mean margin (:func:`margins`) of each row over the recorded epochs
     ``skip_epochs <= e < epochs_completed``; epochs in which the row was not visited are ignored.
 
@@ -353,6 +454,8 @@ def aum_scores(logits, labels, *, skip_epochs: int = 1, epochs_completed=None, b
     epochs_completed : int, optional
         Default E.
     block_rows : int, optional
+    mode : {"train_forward", "eval_pass"}, optional
+        The recording mode (``meta["mode"]``): enables the divergence checks (module docs).
 
     Returns
     -------
@@ -361,39 +464,42 @@ def aum_scores(logits, labels, *, skip_epochs: int = 1, epochs_completed=None, b
     Raises
     ------
     NoisylabInputError
-        Bad shapes or labels, an empty epoch window, infinite logits, or rows never visited in the
-        window (all NaN).
+        Bad shapes or labels, an empty epoch window, infinite logits that make the score undefined,
+        NaN logits that cannot mean "not visited" (module docs), or rows never visited in the window
+        (all NaN).
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows, mode)
 
     def fn(start, z, yy):
         zy, rest = _label_logit_and_rest_max(z, yy)
         return _row_means(start, lo, zy - rest)[0]
 
-    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn))
+    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn, mode, require_visited=True))
 
 
-def confidence(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, block_rows=None) -> np.ndarray:
+def confidence(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, block_rows=None,
+               mode=None) -> np.ndarray:
     """Data-map confidence (Swayamdipta et al., 2020): mean over epochs of ``p_e(ỹ)``.
 
     HIGHER = more likely CLEAN.  Epoch window and NaN handling as :func:`aum_scores` (but all
     epochs by default).  Returns float64 (n,).
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows, mode)
 
     def fn(start, z, yy):
         return _row_means(start, lo, np.exp(_label_log_prob(z, yy)))[0]
 
-    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn))
+    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn, mode, require_visited=True))
 
 
-def variability(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, block_rows=None) -> np.ndarray:
+def variability(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, block_rows=None,
+                mode=None) -> np.ndarray:
     """Data-map variability: population standard deviation (ddof=0) over epochs of ``p_e(ỹ)``.
 
     Not a label-quality score by itself (hard-to-learn, often mislabelled examples have LOW
     confidence and low variability; ambiguous ones high variability).  Returns float64 (n,).
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows, mode)
 
     def fn(start, z, yy):
         p = np.exp(_label_log_prob(z, yy))
@@ -401,24 +507,25 @@ def variability(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, 
         d = np.where(valid, p - mean[:, None], 0.0)
         return np.sqrt(np.add.reduce(d * d, axis=1, dtype=np.float64) / cnt)
 
-    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn))
+    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn, mode, require_visited=True))
 
 
-def mean_loss(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, block_rows=None) -> np.ndarray:
+def mean_loss(logits, labels, *, skip_epochs: int = 0, epochs_completed=None, block_rows=None,
+              mode=None) -> np.ndarray:
     """Mean cross-entropy ``−log p_e(ỹ)`` over epochs (computed as a log-softmax, no underflow).
 
     HIGHER = more likely MISLABELLED (a raw loss).  Returns float64 (n,).
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows, mode)
 
     def fn(start, z, yy):
         return _row_means(start, lo, -_label_log_prob(z, yy))[0]
 
-    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn))
+    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn, mode, require_visited=True))
 
 
 def forgetting_events(logits, labels, *, skip_epochs: int = 0, epochs_completed=None,
-                      block_rows=None) -> np.ndarray:
+                      block_rows=None, mode=None) -> np.ndarray:
     """Forgetting events (Toneva et al., ICLR 2019): how often an example goes from correctly
     classified to misclassified between two consecutive recorded epochs.
 
@@ -431,7 +538,7 @@ def forgetting_events(logits, labels, *, skip_epochs: int = 0, epochs_completed=
 
     HIGHER = more likely MISLABELLED.  Returns int64 (n,).
     """
-    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows)
+    logits, y, lo, hi, block_rows = _prepare(logits, labels, skip_epochs, epochs_completed, block_rows, mode)
     W = hi - lo
 
     def fn(start, z, yy):
@@ -447,7 +554,7 @@ def forgetting_events(logits, labels, *, skip_epochs: int = 0, epochs_completed=
         events = (valid & prev_correct & ~correct).sum(axis=1).astype(np.int64)
         return np.where(correct.any(axis=1), events, W)
 
-    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn))
+    return np.concatenate(_run(logits, y, lo, hi, block_rows, fn, mode, require_visited=True))
 
 
 # ------------------------------------------------------------------------------- one entry point
@@ -471,6 +578,12 @@ def dynamics_scores(source, method: str = "aum", *, skip_epochs: int | None = No
     ndarray of shape (n,), float64
         Row ``i`` scores recording row ``i`` (example ``meta["ids"][i]`` of the training data).
 
+    Raises
+    ------
+    NoisylabInputError
+        As the method's function; for a recording, with the divergence checks of its ``mode``
+        (module docs: NaN logits of a diverged run are an error, not "not visited").
+
     Notes
     -----
     ``"aum"`` on an ``"eval_pass"`` recording warns: AUM is defined on the training-forward logits
@@ -479,7 +592,7 @@ def dynamics_scores(source, method: str = "aum", *, skip_epochs: int | None = No
     method = check_option("method", method, DYNAMICS_METHODS)
     if isinstance(source, (str, bytes, os.PathLike)):
         logits, meta = read_dynamics(source)
-        labels, ec = meta["labels"], meta["epochs_completed"]
+        labels, ec, mode = meta["labels"], meta["epochs_completed"], meta["mode"]
         if ec == 0:
             raise NoisylabInputError(f"{source}: the recording holds no completed epoch yet.")
         if method == "aum" and meta["mode"] != "train_forward":
@@ -487,13 +600,13 @@ def dynamics_scores(source, method: str = "aum", *, skip_epochs: int | None = No
                       f"{meta['mode']!r}.")
     elif isinstance(source, tuple) and len(source) == 2:
         logits, labels = source
-        ec = None
+        ec = mode = None
     else:
         raise NoisylabInputError("source must be a recording path or a tuple (logits, labels); got "
                                  f"{type(source).__name__}.")
     if skip_epochs is None:
         skip_epochs = 1 if method == "aum" else 0
-    kw = {"skip_epochs": skip_epochs, "epochs_completed": ec, "block_rows": block_rows}
+    kw = {"skip_epochs": skip_epochs, "epochs_completed": ec, "block_rows": block_rows, "mode": mode}
     if method == "aum":
         return aum_scores(logits, labels, **kw)
     if method == "confidence":

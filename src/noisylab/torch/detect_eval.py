@@ -25,7 +25,11 @@ Methods of :func:`score_examples` / :func:`score_many` (label quality: HIGHER = 
     The LSTM noise detector (:class:`~noisylab.torch.detector.NoiseDetector`; default the shipped
     :func:`~noisylab.torch.detector.load_pretrained`) on the eval-pass sequences ``p_e(ỹ)`` of the
     shared run (resampled to the detector's length); label quality = ``1 − p_noisy``; flags =
-    ``p_noisy > 0.5`` (METHODS.md §8.4).
+    ``p_noisy > 0.5`` (METHODS.md §8.4).  The flags are calibrated only for the number of classes
+    the detector was trained on (:func:`~noisylab.torch.detector.training_n_classes`; 10 for the
+    shipped ones): ``p_noisy`` scales with ``1/K`` (0.5 flags almost no row at K=2 and almost every
+    row at K=100, while the ranking still transfers).  For another K a warning says so and
+    ``extra["flags_uncalibrated"]`` holds the reason.
 ``"lstm_margin"``
     The same on the eval-pass **logit margins** ``z_ỹ − max_{j≠ỹ} z_j`` per epoch, with the shipped
     margin detector (:func:`~noisylab.torch.detector.load_pretrained` ``(feature="margin")``, trained on
@@ -377,6 +381,7 @@ def _shared_run(data, protocol, seed, folder: Path, measure_overhead: bool) -> d
 
 def _score_shared(data, methods, protocol, seed, detector, record_dir, measure_overhead) -> dict:
     from ..dynamics import aum_scores, confidence, forgetting_events, mean_loss
+    from .detector import _calibration_mismatch, training_n_classes
     from .recorder import load_dynamics
 
     n = len(data.y)
@@ -404,7 +409,7 @@ def _score_shared(data, methods, protocol, seed, detector, record_dir, measure_o
             t0 = time.perf_counter()
             mode = "train_forward" if m in ("margin", "forgetting") else "eval_pass"
             z, meta = logits[mode], metas[mode]
-            kw = {"epochs_completed": int(meta["epochs_completed"])}
+            kw = {"epochs_completed": int(meta["epochs_completed"]), "mode": meta["mode"]}
             flags, extra = None, {}
             if m == "margin":
                 raw = aum_scores(z, meta["labels"], skip_epochs=1 if kw["epochs_completed"] > 1 else 0, **kw)
@@ -421,9 +426,15 @@ def _score_shared(data, methods, protocol, seed, detector, record_dir, measure_o
                 p_noisy = np.empty(n)
                 p_noisy[meta["ids"]] = p_rows
                 flags = p_noisy > 0.5
-                extra = {"p_noisy": p_noisy, "detector_length": int(det.length_),
+                mismatch = _calibration_mismatch(det, int(meta["n_classes"]))
+                if mismatch is not None:  # at K=2 0.5 flags almost nothing, at K=100 almost everything
+                    warn_user(f"{m}: {mismatch}  Its flags (p_noisy > 0.5) and their flagged fraction are not "
+                              "reliable; use the ranking (label_quality), e.g. remove a given fraction.")
+                    extra["flags_uncalibrated"] = mismatch
+                extra.update({"p_noisy": p_noisy, "detector_length": int(det.length_),
                          "recording_epochs": kw["epochs_completed"], "detector_feature": det.feature_,
-                         "detector_source": {k: det.metadata_.get(k) for k in ("source", "noise", "data_seed")}}
+                              "detector_source": {k: det.metadata_.get(k) for k in ("source", "noise", "data_seed")},
+                              "detector_n_classes": training_n_classes(det)})
             quality = np.empty(n)
             quality[meta["ids"]] = raw
             scoring[m] = time.perf_counter() - t0

@@ -125,6 +125,7 @@ __all__ = [
     "resample_sequences",
     "train_detector",
     "train_pretrained",
+    "training_n_classes",
 ]
 
 DETECTOR_FORMAT = "noisylab.lstm_detector"
@@ -260,7 +261,7 @@ def label_probabilities(logits, labels, *, epochs_completed=None, block_rows=Non
     return _sequences(logits, labels, "label_probability", epochs_completed, block_rows)
 
 
-def _sequences(logits, labels, feature, epochs_completed, block_rows) -> np.ndarray:
+def _sequences(logits, labels, feature, epochs_completed, block_rows, mode=None) -> np.ndarray:
     """Per-epoch ``feature`` of every row, read block-wise by :mod:`noisylab.dynamics` (which also
     validates shapes, dtypes and labels); the detector adds the integer-label rule and that every
     used epoch is filled."""
@@ -277,27 +278,31 @@ def _sequences(logits, labels, feature, epochs_completed, block_rows) -> np.ndar
         _check_int("epochs_completed", epochs_completed, 1)
     hi = epochs_completed
     fn = label_probability_sequences if feature == "label_probability" else margins
-    out = fn(logits, y, epochs_completed=hi, block_rows=block_rows)
+    out = fn(logits, y, epochs_completed=hi, block_rows=block_rows, mode=mode)
     out = out[:, :hi] if hi is not None else out
     bad = ~np.isfinite(out)
     if bad.any():
         r, e = np.argwhere(bad)[0]
-        raise NoisylabInputError(f"logits contain a NaN or infinite value at row {int(r)}, epoch {int(e)} "
-                                 "(float16 overflow, or a row not visited in that epoch).")
+        eps = np.flatnonzero(bad.any(axis=0))
+        eps_text = ", ".join(map(str, eps[:10].tolist())) + (f", ... ({len(eps)} in all)" if len(eps) > 10 else "")
+        raise NoisylabInputError(f"logits contain a NaN or infinite value at row {int(r)}, epoch {int(e)} (epoch(s) "
+                                 f"affected: {eps_text}): a diverged training, float16 overflow, or a row not visited "
+                                 "in that epoch (the detector needs every epoch of every row).")
     return out.astype(np.float32, copy=False)
 
 
 def feature_sequences(logits, labels, feature: str = "label_probability", *, epochs_completed=None,
-                      block_rows=None) -> np.ndarray:
+                      block_rows=None, mode=None) -> np.ndarray:
     """The detector's input sequences (n, E) of one ``feature`` (:data:`FEATURES`).
 
     ``"label_probability"``: :func:`label_probabilities` (``p_t(ỹ)``, the reference's input).
     ``"margin"``: the logit margin ``z_{t,ỹ} − max_{j≠ỹ} z_{t,j}`` per epoch
     (:func:`noisylab.dynamics.margins`; AUM's per-epoch quantity).  Same arguments, checks and
-    block-wise reading as :func:`label_probabilities`; float32.
+    block-wise reading as :func:`label_probabilities`; float32.  ``mode``: the recording's
+    ``meta["mode"]``, for the divergence checks of :mod:`noisylab.dynamics` (NaN epochs are named).
     """
     feature = check_option("feature", feature, FEATURES)
-    return _sequences(logits, labels, feature, epochs_completed, block_rows)
+    return _sequences(logits, labels, feature, epochs_completed, block_rows, mode)
 
 
 def resample_sequences(sequences, length: int) -> np.ndarray:
@@ -620,11 +625,11 @@ class NoiseDetector:
         x = resample_sequences(_check_sequences(sequences), self.length_)
         return _predict(self.module_, x, torch.device("cpu"))
 
-    def sequences_from_logits(self, logits, labels, *, epochs_completed=None) -> np.ndarray:
+    def sequences_from_logits(self, logits, labels, *, epochs_completed=None, mode=None) -> np.ndarray:
         """This detector's input sequences from recorded logits (n, E, K): :func:`feature_sequences`
-        with ``feature_`` (``p_t(ỹ)`` or the logit margin)."""
+        with ``feature_`` (``p_t(ỹ)`` or the logit margin); ``mode`` = the recording's ``meta["mode"]``."""
         self._check_fitted()
-        return feature_sequences(logits, labels, self.feature_, epochs_completed=epochs_completed)
+        return feature_sequences(logits, labels, self.feature_, epochs_completed=epochs_completed, mode=mode)
 
     def label_quality(self, sequences) -> np.ndarray:
         """``1 - score(sequences)``: HIGHER = label more likely CLEAN (noisylab's usual direction)."""
@@ -835,6 +840,19 @@ def detect_from_recording(path, detector: NoiseDetector | None = None) -> np.nda
     ndarray of shape (n,), float64
         Row ``i`` is the example ``meta["ids"][i]`` of the recording (``load_dynamics(path)[1]``).
         Only the completed epochs are used, resampled to the detector's length.
+
+    Warns
+    -----
+    UserWarning
+        When the recording's number of classes differs from the one the detector was trained on
+        (:func:`training_n_classes`): the ranking transfers, but ``p_noisy`` scales with ``1/K``
+        (``p_t(ỹ)`` of an unlearnt label is about ``1/K``), so ``p_noisy > 0.5`` is not calibrated.
+
+    Raises
+    ------
+    NoisylabInputError
+        A damaged recording, or NaN / infinite logits (a diverged training; the epochs affected are
+        named, as by :func:`noisylab.dynamics.dynamics_scores`).
     """
     from .recorder import load_dynamics
 
@@ -848,7 +866,41 @@ def detect_from_recording(path, detector: NoiseDetector | None = None) -> np.nda
     if meta.get("mode") != "eval_pass":
         warn_user(f"{path} is a {meta.get('mode')!r} recording; the LSTM detector is trained on 'eval_pass' "
                   "dynamics (eval-mode logits after each epoch).")
-    return det.score(det.sequences_from_logits(logits, meta["labels"], epochs_completed=ec))
+    p_noisy = det.score(det.sequences_from_logits(logits, meta["labels"], epochs_completed=ec, mode=meta["mode"]))
+    msg = _calibration_mismatch(det, int(meta["n_classes"]))
+    if msg is not None:
+        warn_user(f"{path}: {msg}  Rank by p_noisy (e.g. remove the top fraction) instead of thresholding it at 0.5.")
+    return p_noisy
+
+
+#: Number of classes of the data sets the shipped detectors were trained on (their metadata predates
+#: the ``n_classes`` key; the files are not rewritten).
+_SOURCE_N_CLASSES = {"mnist1d": 10}
+
+
+def training_n_classes(detector: NoiseDetector) -> int | None:
+    """The number of classes K of the dynamics ``detector`` was trained on, or None when unknown.
+
+    ``metadata_["n_classes"]`` when present (pass ``metadata={"n_classes": K, ...}`` to
+    :meth:`NoiseDetector.fit`); otherwise known for ``metadata_["source"] == "mnist1d"`` (K = 10, the
+    shipped detectors).  ``p_noisy`` is calibrated (``> 0.5`` = more likely noisy than not) only for
+    this K and the training noise prior; the ranking transfers to other K.
+    """
+    m = getattr(detector, "metadata_", None) or {}
+    k = m.get("n_classes")
+    if isinstance(k, int) and not isinstance(k, bool) and k >= 2:
+        return k
+    return _SOURCE_N_CLASSES.get(m.get("source"))
+
+
+def _calibration_mismatch(detector: NoiseDetector, n_classes: int) -> str | None:
+    """A message when ``n_classes`` differs from the detector's training K (None if equal or unknown)."""
+    k = training_n_classes(detector)
+    if k is None or k == n_classes:
+        return None
+    return (f"the LSTM detector was trained on the dynamics of {k} classes ({detector.metadata_.get('source', '?')}); "
+            f"these have {n_classes}.  Its ranking transfers, but p_noisy scales with 1/K (p_t(ỹ) of an unlearnt label "
+            "is about 1/K), so p_noisy > 0.5 is not a calibrated 'mislabelled' decision here.")
 
 
 def _pretrained_resource(feature="label_probability"):
@@ -974,7 +1026,8 @@ def train_pretrained(out_path=None, *, n_train=4000, noise="symmetric:0.3", epoc
     Returns
     -------
     NoiseDetector
-        Its ``metadata_`` records the data, noise, recording settings and held-out metrics.
+        Its ``metadata_`` records the data (``source``, ``n_classes``), noise, recording settings and
+        held-out metrics.
 
     Notes
     -----
@@ -1009,7 +1062,7 @@ def train_pretrained(out_path=None, *, n_train=4000, noise="symmetric:0.3", epoc
         rates.append(float(nl.noise_rate))
     seqs, is_noisy = np.concatenate(parts), np.concatenate(flags)
     t1 = time.perf_counter()
-    meta = {"source": "mnist1d", "noise": ",".join(noises),
+    meta = {"source": "mnist1d", "n_classes": int(ds.n_classes), "noise": ",".join(noises),
             "noise_rate_realised": rates[0] if len(rates) == 1 else rates, "data_seed": seed,
             "recording": {"model": model, "epochs": epochs_td, "optimizer": "adam", "lr": lr_td,
                           "batch_size": batch_size_td, "mode": "eval_pass"}}

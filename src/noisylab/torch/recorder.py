@@ -18,7 +18,10 @@ A recording named ``run.npy`` is two files:
       epoch's last update, in eval mode, without augmentation.
 
     Only epochs ``< epochs_completed`` (sidecar) hold data; later epochs are zeros (not yet
-    written).  Convert with ``softmax(logits.astype(np.float32), axis=-1)`` for probabilities.
+    written).  float16 holds |z| <= 65504: larger logits are stored as ±inf, and NaN logits (a
+    diverged training) are stored as NaN; the recorder warns once per fit for each, naming the first
+    epoch (and the largest |logit|), and the scorers of :mod:`noisylab.dynamics` refuse such epochs.
+    Convert with ``softmax(logits.astype(np.float32), axis=-1)`` for probabilities.
 
 ``run.meta.npz`` (sidecar; replaced atomically after every epoch)
     ``format_version`` int64 scalar (1); ``mode`` str scalar; ``n_epochs`` (E), ``n_classes`` (K),
@@ -33,12 +36,13 @@ identical values.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._validation import NoisylabInputError, check_option
+from .._validation import NoisylabInputError, check_option, warn_user
 from ..dynamics import DYNAMICS_FORMAT_VERSION, MODES, read_dynamics, sidecar_path
 from ..io import atomic_write
 from .trainer import Callback, Trainer
@@ -124,8 +128,20 @@ class DynamicsRecorder(Callback):
         pos[torch.from_numpy(ids)] = torch.arange(n)
         self._pos = pos.to(trainer.device_)
         self._buf = None
+        self._warned = set()
+
+    def _new_epoch_state(self, trainer: Trainer) -> None:
+        n = len(trainer.train_indices_)
+        self._visited = torch.zeros(n, dtype=torch.bool, device=trainer.device_)
+        self._absmax = torch.zeros((), dtype=torch.float32, device=trainer.device_)
+
+    def _track(self, logits: torch.Tensor) -> None:
+        """Running max of |logit| before the float16 cast (on the device: no synchronisation)."""
+        a = torch.nan_to_num(logits.detach().abs().float(), nan=0.0, posinf=float("inf"))
+        self._absmax = torch.maximum(self._absmax, a.amax()) if a.numel() else self._absmax
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+        self._new_epoch_state(trainer)
         if self.mode == "train_forward":
             self._buf = torch.full((len(trainer.train_indices_), trainer.n_outputs_), float("nan"),
                                    dtype=torch.float16, device=trainer.device_)
@@ -139,13 +155,18 @@ class DynamicsRecorder(Callback):
                 f"{type(trainer.strategy_).__name__}.train_step does not return 'logits'; DynamicsRecorder("
                 "mode='train_forward') needs them (or use mode='eval_pass')."
             )
-        self._buf[self._pos[batch[2]]] = logits.detach().to(torch.float16)
+        rows = self._pos[batch[2]]
+        self._buf[rows] = logits.detach().to(torch.float16)
+        self._visited[rows] = True
+        self._track(logits)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
         e = metrics["epoch"]
         if self.mode == "train_forward":
-            self._mm[:, e, :] = self._buf.cpu().numpy()
+            arr = self._buf.cpu().numpy()
+            self._mm[:, e, :] = arr
             self._buf = None
+            self._check_finite(e, arr, self._visited.cpu().numpy())
         else:
             # One inference pass in eval_batch_size blocks into a (n, K) float16 buffer, then one
             # strided write of the epoch's column into the memmap.
@@ -155,8 +176,12 @@ class DynamicsRecorder(Callback):
             strat = trainer.strategy_
             with torch.inference_mode():
                 for i in range(0, len(idx), bs):
-                    buf[i:i + bs] = strat.predict_logits(trainer.X_[idx[i:i + bs]])
-            self._mm[:, e, :] = buf.cpu().numpy()
+                    out = strat.predict_logits(trainer.X_[idx[i:i + bs]])
+                    buf[i:i + bs] = out
+                    self._track(out)
+            arr = buf.cpu().numpy()
+            self._mm[:, e, :] = arr
+            self._check_finite(e, arr, None)
         # No msync per epoch: the pages are in the shared page cache, so a killed process loses
         # nothing (the sidecar, replaced atomically after the data, says how many epochs are
         # valid); the file is flushed at the end of training.
@@ -169,6 +194,26 @@ class DynamicsRecorder(Callback):
             self._write_meta(int(getattr(self, "_epochs_written", 0)), durable=True)
 
     # ------------------------------------------------------------------------------- internals
+    def _check_finite(self, epoch: int, arr: np.ndarray, visited) -> None:
+        """Warn (once per fit and kind) when epoch ``epoch`` wrote NaN or ±inf logits for visited rows."""
+        nan = np.isnan(arr).any(axis=1)
+        inf = np.isinf(arr).any(axis=1)
+        if visited is not None:  # train_forward: unvisited rows are NaN by design
+            nan &= visited
+            inf &= visited
+        if nan.any() and "nan" not in self._warned:
+            self._warned.add("nan")
+            warn_user(f"DynamicsRecorder: epoch {epoch} wrote NaN logits for {int(nan.sum())} of {len(arr)} rows of "
+                      f"{self.path} (the training diverged?); the dynamics scorers refuse the epochs affected.")
+        if inf.any() and "inf" not in self._warned:
+            self._warned.add("inf")
+            big = float(self._absmax)
+            why = ("the model's own logits are infinite (the training diverged?)" if math.isinf(big) else
+                   f"the largest |logit| was {big:.6g}, beyond the float16 range of the recording (|z| <= 65504)")
+            warn_user(f"DynamicsRecorder: epoch {epoch} wrote infinite logits for {int(inf.sum())} of {len(arr)} rows "
+                      f"of {self.path}: {why}.  The dynamics scorers refuse them (except -inf on a non-label output); "
+                      "keep the logits in range (e.g. a smaller logit scale).")
+
     def _write_meta(self, epochs_completed: int, durable: bool = False) -> None:
         self._epochs_written = epochs_completed
         arrays = {k: np.asarray(v) for k, v in self._meta.items()}
