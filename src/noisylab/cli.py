@@ -172,8 +172,8 @@ def _parser() -> argparse.ArgumentParser:
             noisylab cv-probs --dataset digits --model small_cnn --folds 4 --noise symmetric:0.3 --out probs.npy
             noisylab cv-probs --dataset mnist1d --model cnn1d --folds 4 --fold 2 --out probs.npy   # one fold
             noisylab cv-probs --dataset mnist1d --model cnn1d --folds 4 --combine --out probs.npy
-            noisylab cv-probs --dataset data/cifar-10-batches-py --labels noisy_labels.json --model preact_resnet18 \\
-                --epochs 150 --folds 4 --out probs.npy
+            noisylab cv-probs --dataset data/cifar10_png --labels noisy_labels.json --model preact_resnet18 \\
+                --epochs 150 --folds 4 --out probs.npy   # {path: label} JSON matched to train/<class>/<file>
 
             The CL paper's pipeline (the rows are train's training split, so the mask fits):
               noisylab cv-probs --dataset digits --noise symmetric:0.4 --out p.npy
@@ -219,11 +219,13 @@ def _parser() -> argparse.ArgumentParser:
             noisylab train --dataset digits --noise symmetric:0.4 --train-mask keep.npy --out runs/pruned
             noisylab train --dataset mnist1d --noise pair:0.4 --method coteaching --epochs 40 --out runs/ct
             noisylab train --dataset mnist1d --noise pair:0.4 --method forward --out runs/fw   # true T of the noise
-            noisylab train --dataset data/cifar-10-batches-py --labels cifar10_noisy_labels.json \\
+            noisylab train --dataset data/cifar10_png --labels cifar10_noisy_labels.json \\
                 --train-mask cifar10_train_mask.npy --model preact_resnet18 --augment cifar --epochs 150 --out runs/cl
 
-            --labels: .npy/.csv/.json (incl. the CL paper's {path: label}, in sorted-path order); --train-mask:
-            a boolean .npy with one entry per training example (True = train on it).
+            --labels: .npy/.csv/.json in the training rows' order; the CL paper's {path: label} JSON is matched
+            to an image folder's files by path (train/<class>/<file>; refused for CIFAR pickles and arrays, whose
+            rows have no paths); --train-mask: a boolean .npy with one entry per training example in the data
+            set's row order (True = train on it).
         """))
     tr.add_argument("--dataset", required=True, help="data set name or path")
     tr.add_argument("--labels", help="training labels file (instead of the data set's), in the training rows' order; "
@@ -252,6 +254,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     tr.add_argument("--optimizer", default="adam", help="sgd, adam or adamw (default: %(default)s)")
     tr.add_argument("--schedule", default="cosine", help="constant, cosine, step, linear_decay (default: %(default)s)")
+    tr.add_argument("--milestones", help="step schedule: comma-separated 0-based epochs at which the lr is multiplied "
+                                         "by --gamma, e.g. 50,75 (default with --schedule step: 50%% and 75%% of "
+                                         "--epochs)")
+    tr.add_argument("--gamma", type=float, default=0.1, help="step schedule decay factor (default: %(default)s)")
+    tr.add_argument("--decay-start", type=int, default=0,
+                    help="linear_decay schedule: first epoch of the decay (default: %(default)s)")
     tr.add_argument("--augment", help="augmentation preset")
     tr.add_argument("--val-fraction", type=float, default=0.1, help="noisy validation split (default: %(default)s)")
     tr.add_argument("--test-size", type=float, default=0.3,
@@ -466,6 +474,12 @@ def _cmd_find_issues(args) -> int:
     if args.top < 0:
         raise NoisylabInputError(f"--top must be >= 0 (0: print no table); got {args.top}.")
     _check_outputs(args.out, args.report)
+    from .report.cli import check_outputs_not_inputs
+
+    check_outputs_not_inputs(
+        [("--out", args.out), ("--keep-mask", args.keep_mask), ("--report", args.report),
+         ("--report's Markdown twin", _report_twin(args.report) if args.report else None)],
+        [("--labels", args.labels), ("--pred-probs", args.pred_probs), ("--classes", args.classes)])
     if args.keep_mask:
         from .io import check_output_path
 
@@ -571,7 +585,7 @@ def _find_issues_report(cl, codes, display, method, args):
     from .report import Report
 
     names = [str(c) for c in display]
-    rep = Report("Label issues", subtitle=f"{args.labels} / {args.pred_probs}, filter {method}")
+    rep = Report("Label issues", subtitle=f"{Path(args.labels).name} / {Path(args.pred_probs).name}, filter {method}")
     rep.add_summary(codes, n_classes=len(names), class_names=names, is_issue=cl.issue_mask_,
                     estimated_noise_rate=float(cl.noise_rate_))
     rep.add_noise_matrix(np.asarray(cl.noise_matrix_, dtype=float), class_names=names)
@@ -705,6 +719,18 @@ def _train_forget_rate(args, method):
     return rate
 
 
+def _milestones(args) -> tuple:
+    """--milestones as a tuple of ints; with --schedule step and no --milestones, 50% and 75% of --epochs."""
+    from .torch.trainer import default_milestones
+
+    if args.milestones is None:
+        return default_milestones(args.epochs) if args.schedule == "step" and args.epochs >= 1 else ()
+    try:
+        return tuple(int(m) for m in str(args.milestones).split(","))
+    except ValueError:
+        raise NoisylabInputError(f"--milestones must be comma-separated ints, e.g. 50,75; got {args.milestones!r}.") from None
+
+
 def _read_mask(path) -> np.ndarray:
     """A boolean mask from a .npy file, with the file named in every error.
 
@@ -796,7 +822,8 @@ def _cmd_train(args) -> int:
 
     lr = args.lr if args.lr is not None else RECOMMENDED_LR.get(name, 1e-3)
     protocol = Protocol(model=name, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                        lr=lr, schedule=args.schedule, val_fraction=args.val_fraction, augment=args.augment,
+                        lr=lr, schedule=args.schedule, milestones=_milestones(args), gamma=args.gamma,
+                        decay_start=args.decay_start, val_fraction=args.val_fraction, augment=args.augment,
                         probe_per_class=int(probe.sum()) // K if probe.any() else 0,
                         incv_validation="shared")  # every method validates on the same noisy rows
     protocol.train_config()  # validate the settings before any work
@@ -833,8 +860,10 @@ def _cmd_train(args) -> int:
         _write_report(args.report, rep)
     print(f"Trained {name} ({method}) on {result['n_train']} of {result['n_train_total']} training examples"
           + ("" if true is None else f" ({result['wrong_labels_in_training']} with a wrong label)")
-          + f"; test accuracy {res.test_acc:.4f} at the best noisy-validation epoch "
-            f"{res.best_epoch}, {res.test_acc_last:.4f} at the last epoch. Wrote {out}/result.json.")
+          + (f"; test accuracy {res.test_acc:.4f} at the best noisy-validation epoch "
+             f"{res.best_epoch}, {res.test_acc_last:.4f} at the last epoch" if args.val_fraction > 0
+             else f"; test accuracy {res.test_acc_last:.4f} at the last epoch (no validation split)")
+          + f". Wrote {out}/result.json.")
     return 0
 
 
@@ -1046,12 +1075,23 @@ def _bench_execute(args, grid):
             from dask.distributed import Client
         except ImportError:
             raise NoisylabInputError('--dask-scheduler needs dask.distributed: pip install "noisylab[dask]".') from None
-        client = Client(args.dask_scheduler)
+        try:
+            client = Client(args.dask_scheduler, timeout="20s")
+        except OSError as exc:
+            raise NoisylabInputError(f"could not connect to the Dask scheduler at {args.dask_scheduler}: {exc}") from None
     try:
         return run_grid(grid, store, n_jobs=1 if client else args.n_jobs, client=client, progress=args.progress)
     finally:
         if client is not None:
             client.close()
+
+
+def _bench_twin(args) -> Path:
+    """The Markdown twin of a bench ``--report``: ``X.md``, or ``X-report.md`` when ``--out`` is ``X.md``."""
+    twin = Path(args.report).with_suffix(".md")
+    if getattr(args, "out", None) and Path(args.out).resolve() == twin.resolve():
+        twin = twin.with_name(twin.stem + "-report.md")
+    return twin
 
 
 def _bench_output(args, markdown, title, records=None):
@@ -1072,9 +1112,7 @@ def _bench_output(args, markdown, title, records=None):
                 runs = robust_curves(records, noise)
                 if runs:
                     rep.add_training_curves(runs, title=f"Training curves, noise {noise} (first seed)")
-        twin = Path(args.report).with_suffix(".md")
-        if getattr(args, "out", None) and Path(args.out).resolve() == twin.resolve():
-            twin = twin.with_name(twin.stem + "-report.md")
+        twin = _bench_twin(args)
         rep.write(args.report, twin)
         print(f"Wrote the report {args.report} and its Markdown twin {twin}.")
 
@@ -1090,6 +1128,18 @@ def _cmd_bench(args, parser) -> int:
 
             _report_twin(args.report)  # .html
             check_output_path(args.report, what="--report")
+            check_output_path(_bench_twin(args), what="--report's Markdown twin")
+        from .report.cli import check_outputs_not_inputs
+
+        store = getattr(args, "store", None)
+        check_outputs_not_inputs(
+            [("--out", getattr(args, "out", None)), ("--report", getattr(args, "report", None)),
+             ("--report's Markdown twin", _bench_twin(args) if getattr(args, "report", None) else None)],
+            [("the result store", store)])
+        if store is not None and Path(store).resolve() in {
+                Path(p).resolve() for p in (getattr(args, "out", None), getattr(args, "report", None)) if p}:
+            raise NoisylabInputError(f"--out/--report {store} is the result store; writing it would destroy the "
+                                     "results. Give another file name.")
     if args.bench == "robust":
         from .bench.robust import robust_grid, robust_report
 
@@ -1119,7 +1169,11 @@ def _cmd_bench(args, parser) -> int:
     if args.bench == "run":
         from .bench import load_grid, results_table
 
+        from .bench.harness import validate_grid
+
         grid = load_grid(args.grid)
+        validate_grid(grid, table_fields=tuple(_csv_fields(args.rows)) + tuple(_csv_fields(args.cols)),
+                      local=not args.dask_scheduler)
         records = _bench_execute(args, grid)
         table = results_table(records, rows=tuple(_csv_fields(args.rows)), cols=tuple(_csv_fields(args.cols)),
                               value=args.value, scale=args.scale)
@@ -1334,7 +1388,8 @@ def _cmd_train_detector(args) -> int:
     meta = {"source": args.dataset, "noise": ",".join(noises),
             "noise_rate_realised": rates[0] if len(rates) == 1 else rates,
             "data_seed": args.seed, "recording": {"model": name, "epochs": args.epochs, "optimizer": "adam",
-                                                  "lr": args.lr, "batch_size": 128, "mode": "eval_pass"}}
+                                                  "lr": args.lr, "batch_size": 128, "mode": "eval_pass"},
+            "n_classes": int(ds.n_classes)}
     det = NoiseDetector(epochs=args.detector_epochs, feature=args.feature, random_state=args.seed).fit(
         seqs, is_noisy, init=init, metadata=meta)
     det.save(args.out)

@@ -510,6 +510,8 @@ def atomic_write(path, mode="w", durable=True, **kwargs):
     except OSError as exc:
         raise NoisylabInputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        if "b" not in mode:  # text: UTF-8 whatever the locale (class names, ±, ...)
+            kwargs.setdefault("encoding", "utf-8")
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
@@ -533,11 +535,23 @@ def parse_class_names(spec):
         return None
     path = Path(spec)
     if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise NoisylabInputError(f"--classes {path}: not a UTF-8 text file ({exc}).") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         names = [s.strip() for s in str(spec).split(",") if s.strip()]
     if not names:
         raise NoisylabInputError(f"--classes gave no class names: {spec!r}.")
+    seen, dup = set(), []
+    for name in names:
+        if name in seen and name not in dup:
+            dup.append(name)
+        seen.add(name)
+    if dup:
+        raise NoisylabInputError(f"--classes must be unique (they name the columns of pred_probs); "
+                                 f"repeated: {dup[:5]!r}.")
     if all(n.lstrip("-").isdigit() for n in names):
         return np.asarray([int(n) for n in names])
     return np.asarray(names)

@@ -92,6 +92,9 @@ class Protocol:
         "shared": on the very rows the other methods validate on, held out of INCV's selection and
         training too, so every method is chosen on the same noisy split.
     batch_size, optimizer, lr, weight_decay, schedule : training settings of every method.
+    milestones, gamma, decay_start : the ``"step"`` / ``"linear_decay"`` schedule settings
+        (:class:`~noisylab.torch.trainer.TrainConfig`; ``noisylab train --schedule step`` defaults the
+        milestones to 50% and 75% of the epochs).
     val_fraction : float, default=0.1
         Noisy validation split used to select the epoch.
     probe_per_class : int, default=10
@@ -144,6 +147,9 @@ class Protocol:
     lr: float = 3e-3
     weight_decay: float = 0.0
     schedule: str = "cosine"
+    milestones: tuple = ()
+    gamma: float = 0.1
+    decay_start: int = 0
     val_fraction: float = 0.1
     probe_per_class: int = 10
     cv_folds: int = 4
@@ -175,6 +181,7 @@ class Protocol:
 
         kw = dict(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
                   optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
+                  milestones=tuple(self.milestones), gamma=self.gamma, decay_start=self.decay_start,
                   val_fraction=self.val_fraction if val_fraction is None else val_fraction, device=self.device,
                   random_state=seed, augment=get_augmentation(self.augment) if self.augment else None)
         kw.update(overrides)

@@ -735,6 +735,7 @@ class Trainer:
         """
         self.config = _as_config(self.config)
         cfg = self.config.validate()
+        self._warned_diverged_ = False
         self.device_ = _resolve_device(cfg.device)
         X_np, y_np = self._check_xy(X, y, "X", "y")
         if val_indices is not None:
@@ -909,6 +910,13 @@ class Trainer:
         for k, v in sums.items():
             metrics["train_loss" if k == "loss" else f"train_{k}"] = float(v) / max(seen, 1)
         metrics["train_acc"] = float(correct) / seen if correct is not None and seen else float("nan")
+        loss = metrics.get("train_loss")
+        if loss is not None and not math.isfinite(loss) and not getattr(self, "_warned_diverged_", False):
+            self._warned_diverged_ = True  # once per fit
+            from .._validation import warn_user
+
+            warn_user(f"epoch {epoch}: the training loss is {loss}; the training diverged (try a lower learning "
+                      "rate). Later epochs and any recorded dynamics are not usable.", RuntimeWarning)
         if len(self.val_indices_):
             metrics["val_acc"] = self._accuracy(self.X_[self.val_idx_t_], self.y_[self.val_idx_t_])
         if self.X_test_ is not None:

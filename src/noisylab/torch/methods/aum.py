@@ -279,7 +279,7 @@ class AUM:
                 del trainer
                 logits, meta = read_dynamics(path)
                 aum_runs[r, meta["ids"]] = aum_scores(logits, meta["labels"], skip_epochs=self.skip_epochs,
-                                                      epochs_completed=meta["epochs_completed"])
+                                                      epochs_completed=meta["epochs_completed"], mode=meta["mode"])
                 del logits
                 paths.append(path)
         finally:
