@@ -38,10 +38,15 @@ def check_random_state(random_state) -> np.random.Generator:
 
     Parameters
     ----------
-    random_state : None, int, numpy.random.Generator or numpy.random.SeedSequence
+    random_state : None, int, numpy.random.Generator, numpy.random.SeedSequence or numpy.random.RandomState
         ``None`` draws fresh OS entropy (never numpy's global RNG); an int
-        seeds a new PCG64 generator; a Generator is used as is.
+        seeds a new PCG64 generator; a Generator is used as is; a legacy
+        ``RandomState`` (as scikit-learn users pass) gives one 63-bit draw that
+        seeds a new PCG64 generator (so it is advanced, and the same freshly
+        seeded RandomState gives the same stream).
     """
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)))
     if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
         if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
             if random_state < 0:
@@ -55,9 +60,29 @@ def check_random_state(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
     raise NoisylabInputError(
-        "random_state must be None, an int, a numpy.random.Generator or a SeedSequence; "
+        "random_state must be None, an int, a numpy.random.Generator, a RandomState or a SeedSequence; "
         f"got {type(random_state).__name__}."
     )
+
+
+def int_seed(random_state, bound: int, *, what: str = "") -> int:
+    """``random_state`` as one int seed in ``[0, bound)`` (an int >= 0 is returned as is), without
+    touching numpy's global RNG: ``None`` draws from fresh OS entropy; a ``numpy.random.RandomState``
+    or ``Generator`` gives one draw from it (so it advances, as in scikit-learn).  ``what`` is added
+    to the error message (e.g. "(it names the split)")."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(bound))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(bound, dtype=np.int64))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(bound))
+    what = f" {what}" if what else ""
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, numbers.Integral):
+        raise NoisylabInputError(f"random_state must be None, an int >= 0{what}, a numpy RandomState or a numpy "
+                                 f"Generator; got {random_state!r}.")
+    if random_state < 0:
+        raise NoisylabInputError(f"random_state must be an int >= 0{what}; got {random_state!r}.")
+    return int(random_state)
 
 
 def check_int(name: str, value, *, min_value: int | None = None) -> int:

@@ -14,14 +14,13 @@ same workflow under the AGPL (nothing of it is used here).
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import NoisylabInputError, check_int, check_option
+from ._validation import NoisylabInputError, check_int, check_option, int_seed
 
 __all__ = ["CleanLearning"]
 
@@ -31,26 +30,8 @@ _SEED_BOUND = 2**31 - 1
 
 
 def _as_int_seed(random_state) -> int:
-    """``random_state`` as one int seed >= 0, without touching numpy's global RNG.
-
-    ``None``: drawn from fresh OS entropy; an int: itself; a ``numpy.random.RandomState`` or
-    ``numpy.random.Generator``: one draw from it (so the instance advances, as in scikit-learn).
-    """
-    if isinstance(random_state, (bool, np.bool_)):
-        raise NoisylabInputError(f"random_state must be None, an int >= 0, a numpy RandomState or a numpy "
-                                 f"Generator; got {random_state!r}.")
-    if isinstance(random_state, numbers.Integral):
-        if random_state < 0:
-            raise NoisylabInputError(f"random_state must be an int >= 0; got {random_state!r}.")
-        return int(random_state)
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0]) % _SEED_BOUND
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(_SEED_BOUND))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(_SEED_BOUND))
-    raise NoisylabInputError(f"random_state must be None, an int >= 0, a numpy RandomState or a numpy Generator; "
-                             f"got {type(random_state).__name__}.")
+    """``random_state`` as one int seed >= 0 (see :func:`noisylab._validation.int_seed`)."""
+    return int_seed(random_state, _SEED_BOUND)
 
 
 def _check_class_labels(y, owner: str) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import NoisylabInputError, check_int, check_labels
+from ._validation import NoisylabInputError, check_int, check_labels, int_seed
 
 __all__ = ["cv_folds", "cross_val_pred_probs", "combine_folds", "fold_path"]
 
@@ -44,19 +44,7 @@ def _split_seed(random_state) -> int:
     and the same freshly seeded object gives the same split).  numpy's global
     RNG is never used.
     """
-    if random_state is None:
-        return int(np.random.default_rng().integers(2**32))  # OS entropy; StratifiedKFold needs a 32-bit seed
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(2**32, dtype=np.int64))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**32))
-    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, numbers.Integral) \
-            or random_state < 0:
-        raise NoisylabInputError(
-            "random_state must be an int >= 0 (it names the split), None, a numpy.random.RandomState or a "
-            f"numpy.random.Generator; got {random_state!r}."
-        )
-    return int(random_state)
+    return int_seed(random_state, 2**32, what="(it names the split)")  # StratifiedKFold needs a 32-bit seed
 
 
 def _check_n_folds(n_folds) -> int:

@@ -490,6 +490,16 @@ def check_output_folder(path, *, what: str = "--out") -> Path:
     return path
 
 
+def output_file_mode(path: Path) -> int:
+    """Permission bits for a file written to ``path``: those of the file it replaces, else the
+    default of a new file (0o666 minus the umask)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="w", durable=True, **kwargs):
     """Write to a temporary file next to ``path`` and rename it into place on success.
@@ -499,12 +509,7 @@ def atomic_write(path, mode="w", durable=True, **kwargs):
     (the page cache survives it), not against a power loss -- for files rewritten very often.
     """
     path = check_output_path(path)
-    if path.exists():
-        file_mode = path.stat().st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        file_mode = 0o666 & ~umask
+    file_mode = output_file_mode(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     except OSError as exc:

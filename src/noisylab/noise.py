@@ -182,15 +182,6 @@ class NoisyLabels:
 _check_int = check_int
 
 
-def _check_random_state(random_state) -> np.random.Generator:
-    """:func:`check_random_state`, also accepting a legacy ``numpy.random.RandomState`` (as scikit-learn
-    users pass): one 63-bit draw from it seeds a new PCG64 Generator, so the RandomState is advanced and the
-    same freshly seeded RandomState gives the same noise.  numpy's global RNG is never touched."""
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)))
-    return check_random_state(random_state)
-
-
 def _check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise NoisylabInputError(f"{name} must be True or False; got {value!r}.")
@@ -736,7 +727,7 @@ def generate_noise_matrix_from_trace(
                 )
     elif py is not None:
         _check_py(py, K)
-    rng = _check_random_state(random_state)
+    rng = check_random_state(random_state)
     n_draws = max_iter
     for _ in range(n_draws):
         T = _draw_trace_matrix(K, trace, n_zero, d_lo, d_hi, r_lo, r_hi, rng)
@@ -903,7 +894,7 @@ def noise_from_matrix(labels, noise_matrix, *, sampling: str = "per_example", ra
     T = _check_noise_matrix(noise_matrix)
     y, _ = _labels_and_k(labels, T.shape[0], min_classes=1, what="noise_matrix.shape[0]")
     sampling = check_option("sampling", sampling, SAMPLING_MODES)
-    rng = _check_random_state(random_state)
+    rng = check_random_state(random_state)
     return _sample(y, T, sampling, rng)
 
 
@@ -940,7 +931,7 @@ def symmetric_noise(labels, rate, *, n_classes=None, exact=False, random_state=N
     y, K = _labels_and_k(labels, n_classes, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _symmetric(K, rate), mode, _check_random_state(random_state))
+    return _sample(y, _symmetric(K, rate), mode, check_random_state(random_state))
 
 
 def uniform_noise(labels, rate, *, n_classes=None, exact=False, random_state=None) -> NoisyLabels:
@@ -958,7 +949,7 @@ def uniform_noise(labels, rate, *, n_classes=None, exact=False, random_state=Non
     y, K = _labels_and_k(labels, n_classes, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _uniform(K, rate), mode, _check_random_state(random_state))
+    return _sample(y, _uniform(K, rate), mode, check_random_state(random_state))
 
 
 def pair_noise(labels, rate, *, n_classes=None, exact=False, random_state=None) -> NoisyLabels:
@@ -974,7 +965,7 @@ def pair_noise(labels, rate, *, n_classes=None, exact=False, random_state=None) 
     y, K = _labels_and_k(labels, n_classes, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _pair(K, rate), mode, _check_random_state(random_state))
+    return _sample(y, _pair(K, rate), mode, check_random_state(random_state))
 
 
 def class_map_noise(labels, mapping, rate, *, n_classes=None, exact=False, random_state=None) -> NoisyLabels:
@@ -994,7 +985,7 @@ def class_map_noise(labels, mapping, rate, *, n_classes=None, exact=False, rando
     m = _check_mapping(mapping, K)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _class_map(K, m, rate), mode, _check_random_state(random_state))
+    return _sample(y, _class_map(K, m, rate), mode, check_random_state(random_state))
 
 
 def cifar10_noise(labels, rate, *, exact=False, random_state=None) -> NoisyLabels:
@@ -1013,7 +1004,7 @@ def cifar10_noise(labels, rate, *, exact=False, random_state=None) -> NoisyLabel
     y, K = _labels_and_k(labels, 10, min_classes=2)
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _class_map(K, dict(CIFAR10_MAP), rate), mode, _check_random_state(random_state))
+    return _sample(y, _class_map(K, dict(CIFAR10_MAP), rate), mode, check_random_state(random_state))
 
 
 def cifar100_noise(labels, rate, *, coarse=CIFAR100_COARSE, exact=False, random_state=None) -> NoisyLabels:
@@ -1034,7 +1025,7 @@ def cifar100_noise(labels, rate, *, coarse=CIFAR100_COARSE, exact=False, random_
     y, K = _labels_and_k(labels, int(c.shape[0]), min_classes=2, what="len(coarse)")
     rate = _check_rate(rate)
     mode = _mode(exact)
-    return _sample(y, _class_map(K, _next_in_group(c), rate), mode, _check_random_state(random_state))
+    return _sample(y, _class_map(K, _next_in_group(c), rate), mode, check_random_state(random_state))
 
 
 for _f in (symmetric_noise, uniform_noise, pair_noise, class_map_noise, cifar10_noise, cifar100_noise):
@@ -1099,7 +1090,7 @@ def make_noise(kind, labels, rate=None, *, n_classes=None, noise_matrix=None, ma
         T = _check_noise_matrix(noise_matrix, n_classes=K)
         y, _ = _labels_and_k(labels, T.shape[0], min_classes=1, what="noise_matrix.shape[0]")
         mode = _mode(exact)
-        return _sample(y, T, mode, _check_random_state(random_state))
+        return _sample(y, T, mode, check_random_state(random_state))
     rate = _check_rate(rate)
     if kind in ("cifar10", "cifar100"):
         fixed = 10 if kind == "cifar10" else 100

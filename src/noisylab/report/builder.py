@@ -725,12 +725,9 @@ class Report:
 def _stage(path: Path, data: bytes) -> str:
     """Write ``data`` to a new temporary file next to ``path`` (flushed to disk, with the mode ``path``
     has or would get); return its name.  Nothing is left behind on failure."""
-    if path.exists():
-        file_mode = path.stat().st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        file_mode = 0o666 & ~umask
+    from ..io import output_file_mode
+
+    file_mode = output_file_mode(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
