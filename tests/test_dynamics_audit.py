@@ -4,6 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
+from test_dynamics import (
+    write_recording as _write_recording,  # tests/ is on sys.path (conftest)
+)
 
 from noisylab._validation import NoisylabInputError
 from noisylab.dynamics import (
@@ -14,7 +17,6 @@ from noisylab.dynamics import (
     label_probability_sequences,
     margins,
     mean_loss,
-    sidecar_path,
     variability,
 )
 
@@ -24,17 +26,9 @@ METHODS = ("aum", "confidence", "mean_loss", "forgetting_events")
 ROW_FNS = (aum_scores, confidence, variability, mean_loss, forgetting_events)
 
 
-def write_recording(path, logits, labels, *, mode="eval_pass", n_classes=None):
-    logits = np.asarray(logits)
-    n, E, K = logits.shape
-    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=logits.shape)
-    mm[:] = logits
-    mm.flush()
-    del mm
-    np.savez(sidecar_path(path), format_version=np.int64(1), mode=np.asarray(mode), n_epochs=np.int64(E),
-             n_classes=np.int64(K if n_classes is None else n_classes), epochs_completed=np.int64(E),
-             ids=np.arange(n, dtype=np.int64), labels=np.asarray(labels, dtype=np.int64))
-    return path
+def write_recording(path, logits, labels, *, mode="eval_pass", **extra):
+    """test_dynamics.write_recording, eval-pass by default (``n_classes=`` overrides the stored K)."""
+    return _write_recording(path, logits, labels, mode=mode, **extra)
 
 
 def base(n=8, E=5, K=3, seed=0):
